@@ -1,0 +1,131 @@
+//! Capture: where packets come from — capture files ([`file`]) or a live interface
+//! ([`live`]) through libpcap.
+//!
+//! Sources copy packets into reusable [`PacketBatch`]es and send them, with start/end
+//! markers and clock ticks, down one bounded channel to the processing thread. A file
+//! source waits when that channel is full (nothing is lost); a live source never waits:
+//! it drops the batch and counts it, so a slow consumer cannot stall the kernel ring.
+
+pub mod file;
+pub mod live;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::decode::LinkType;
+
+/// Packets per batch; large enough to amortise channel costs, small enough for latency.
+pub const BATCH_PACKETS: usize = 256;
+
+#[derive(Clone, Copy, Debug)]
+pub struct PktMeta {
+    /// Capture timestamp, µs since the Unix epoch.
+    pub ts: i64,
+    pub caplen: u32,
+    pub wire_len: u32,
+    pub off: u32,
+}
+
+/// Packets of one link type, stored back to back in one buffer.
+#[derive(Debug)]
+pub struct PacketBatch {
+    pub link: LinkType,
+    pub data: Vec<u8>,
+    pub meta: Vec<PktMeta>,
+}
+
+impl PacketBatch {
+    pub fn new(link: LinkType) -> Self {
+        PacketBatch {
+            link,
+            data: Vec::with_capacity(BATCH_PACKETS * 512),
+            meta: Vec::with_capacity(BATCH_PACKETS),
+        }
+    }
+
+    pub fn push(&mut self, ts: i64, wire_len: u32, bytes: &[u8]) {
+        let off = self.data.len() as u32;
+        self.data.extend_from_slice(bytes);
+        self.meta.push(PktMeta {
+            ts,
+            caplen: bytes.len() as u32,
+            wire_len,
+            off,
+        });
+    }
+
+    pub fn packet(&self, i: usize) -> (&PktMeta, &[u8]) {
+        let m = &self.meta[i];
+        (m, &self.data[m.off as usize..(m.off + m.caplen) as usize])
+    }
+
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.meta.clear();
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.meta.len() >= BATCH_PACKETS || self.data.len() >= BATCH_PACKETS * 2048
+    }
+}
+
+/// Messages from a source to the processing thread, in order.
+#[derive(Debug)]
+pub enum SourceMsg {
+    /// A source (file or interface) begins.
+    Start {
+        source: String,
+        link: LinkType,
+    },
+    Batch(PacketBatch),
+    /// Wall-clock time (µs) from a live source with no packets: lets flows expire.
+    Tick(i64),
+    /// The source ended (end of file, read error, or stop requested).
+    End {
+        source: String,
+        stats: SourceStats,
+    },
+}
+
+/// What a source knows about its own reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// libpcap: dropped by the kernel for lack of buffer space (live only).
+    pub kernel_dropped: u64,
+    /// libpcap: dropped by the interface or driver (live only).
+    pub if_dropped: u64,
+    /// Dropped by us because the processing queue was full (live only).
+    pub queue_dropped: u64,
+    /// Why the source stopped early (corrupt file, interface gone), if it did.
+    pub error: Option<String>,
+}
+
+/// Shared progress counters for progress bars and status lines.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub packets: AtomicU64,
+}
+
+/// A stop flag shared by sources and the service.
+pub type StopFlag = Arc<AtomicBool>;
+
+pub fn stopped(stop: &StopFlag) -> bool {
+    stop.load(Ordering::Relaxed)
+}
+
+/// Converts a libpcap timeval to µs since the epoch.
+pub fn timeval_us(tv: &libc::timeval) -> i64 {
+    (tv.tv_sec as i64).saturating_mul(1_000_000) + tv.tv_usec as i64
+}

@@ -1,0 +1,284 @@
+//! Configuration: typed settings with defaults, read from a TOML file and
+//! `NETGUARDIAN_*` environment variables (nested keys joined with `__`).
+//!
+//! Every key has a default so the appliance runs with no file at all. Unknown keys are
+//! errors that name the key and where it came from: a typo must not silently turn a
+//! setting off.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Default location of the configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/netguardian/config.toml";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the database and other state. Empty: `$STATE_DIRECTORY`, else a
+    /// per-user default.
+    pub state_dir: Option<PathBuf>,
+    pub capture: CaptureConfig,
+    pub flow: FlowConfig,
+    pub network: NetworkConfig,
+    pub pipeline: PipelineConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: None,
+            capture: CaptureConfig::default(),
+            flow: FlowConfig::default(),
+            network: NetworkConfig::default(),
+            pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Interface name, or "auto" for the interface of the default route.
+    pub interface: String,
+    /// BPF filter expression (tcpdump syntax); empty captures everything.
+    pub filter: String,
+    pub snaplen: i32,
+    pub promiscuous: bool,
+    /// Deliver packets as they arrive instead of in kernel-buffered bursts.
+    pub immediate_mode: bool,
+    /// Kernel capture buffer in MiB.
+    pub buffer_mib: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interface: "auto".into(),
+            filter: String::new(),
+            snaplen: 65535,
+            promiscuous: true,
+            immediate_mode: true,
+            buffer_mib: 16,
+        }
+    }
+}
+
+/// Flow table limits and timeouts (seconds of packet time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    pub tcp_idle_timeout_secs: f64,
+    /// Unanswered connection attempts (SYN with no reply).
+    pub tcp_syn_timeout_secs: f64,
+    /// Linger after FIN/FIN or RST, so the last ACKs stay in the same flow.
+    pub tcp_closed_timeout_secs: f64,
+    pub udp_idle_timeout_secs: f64,
+    pub icmp_idle_timeout_secs: f64,
+    pub other_idle_timeout_secs: f64,
+    /// Long flows are written as an update this often and continue; 0 disables.
+    pub active_timeout_secs: f64,
+    /// Hard cap on tracked flows; beyond it the oldest are written out and dropped.
+    pub max_flows: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            tcp_idle_timeout_secs: 300.0,
+            tcp_syn_timeout_secs: 20.0,
+            tcp_closed_timeout_secs: 5.0,
+            udp_idle_timeout_secs: 60.0,
+            icmp_idle_timeout_secs: 60.0,
+            other_idle_timeout_secs: 60.0,
+            active_timeout_secs: 300.0,
+            max_flows: 262_144,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Networks whose hosts are "local" devices (inventory) rather than the internet.
+    pub local_networks: Vec<IpNet>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        let nets = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "169.254.0.0/16",
+            "fe80::/10",
+            "fc00::/7",
+        ];
+        NetworkConfig {
+            local_networks: nets
+                .iter()
+                .map(|n| n.parse().expect("valid default"))
+                .collect(),
+        }
+    }
+}
+
+/// Queue sizes between pipeline threads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Packet batches buffered between capture and processing.
+    pub packet_queue_batches: usize,
+    /// Event batches buffered before the store writer; when full, live capture
+    /// drops (and counts) rather than waiting on disk.
+    pub store_queue_batches: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            packet_queue_batches: 256,
+            store_queue_batches: 1024,
+        }
+    }
+}
+
+/// A configuration problem, with the key and source when known.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults < TOML file (if `path` exists, or always when given explicitly) <
+    /// `NETGUARDIAN_*` environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        p.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file_exact(p));
+            }
+            None => {
+                if Path::new(DEFAULT_CONFIG_PATH).exists() {
+                    fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+                }
+            }
+        }
+        fig = fig.merge(
+            Env::prefixed("NETGUARDIAN_")
+                .split("__")
+                .ignore(&["config", "log"]),
+        );
+        let cfg: Config = fig.extract().map_err(|e| {
+            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError(msgs.join("; "))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let f = &self.flow;
+        for (name, v) in [
+            ("flow.tcp_idle_timeout_secs", f.tcp_idle_timeout_secs),
+            ("flow.tcp_syn_timeout_secs", f.tcp_syn_timeout_secs),
+            ("flow.tcp_closed_timeout_secs", f.tcp_closed_timeout_secs),
+            ("flow.udp_idle_timeout_secs", f.udp_idle_timeout_secs),
+            ("flow.icmp_idle_timeout_secs", f.icmp_idle_timeout_secs),
+            ("flow.other_idle_timeout_secs", f.other_idle_timeout_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(ConfigError(format!(
+                    "{name} must be a positive number of seconds, got {v}"
+                )));
+            }
+        }
+        if !(f.active_timeout_secs.is_finite() && f.active_timeout_secs >= 0.0) {
+            return Err(ConfigError(format!(
+                "flow.active_timeout_secs must be >= 0, got {}",
+                f.active_timeout_secs
+            )));
+        }
+        if f.max_flows < 16 {
+            return Err(ConfigError(format!(
+                "flow.max_flows must be at least 16, got {}",
+                f.max_flows
+            )));
+        }
+        if self.capture.snaplen < 64 {
+            return Err(ConfigError(format!(
+                "capture.snaplen must be at least 64 bytes, got {}",
+                self.capture.snaplen
+            )));
+        }
+        if self.pipeline.packet_queue_batches == 0 || self.pipeline.store_queue_batches == 0 {
+            return Err(ConfigError(
+                "pipeline queue sizes must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when `ip` belongs to a configured local network.
+    pub fn is_local(&self, ip: std::net::IpAddr) -> bool {
+        self.network.local_networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[flow]\nmax_flowz = 3\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("max_flowz"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[flow]\nmax_flows = 1000\n[network]\nlocal_networks = [\"10.1.0.0/16\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.flow.max_flows, 1000);
+        assert!(c.is_local("10.1.2.3".parse().unwrap()));
+        assert!(!c.is_local("192.168.1.1".parse().unwrap()));
+        std::fs::write(&p, "[flow]\nudp_idle_timeout_secs = -1\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("flow.udp_idle_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn defaults_mark_private_ranges_local() {
+        let c = Config::default();
+        for ip in [
+            "192.168.1.5",
+            "10.0.0.1",
+            "172.20.0.1",
+            "fe80::1",
+            "fd00::5",
+        ] {
+            assert!(c.is_local(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "2001:4860::8888", "172.32.0.1"] {
+            assert!(!c.is_local(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! The flow table: finds the flow of each packet, keeps its state, and writes flows
+//! out when they end.
+//!
+//! Bounded by design: a hard cap on tracked flows (a SYN flood from random sources
+//! evicts old flows instead of growing memory), idle timeouts per protocol and TCP
+//! state, an active timeout that writes long flows as updates, and a periodic expiry
+//! scan driven by packet time (or by the wall clock through [`FlowTable::advance`] when
+//! a live network is quiet).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::key::{Endpoint, FlowKey};
+use super::stats::DirStats;
+use super::tcp::{self, EndpointState, History};
+use super::{Direction, EndReason, FlowRecord};
+use crate::config::FlowConfig;
+use crate::decode::tcp_flags::{ACK, RST, SYN};
+use crate::event::{Event, MetaRecord};
+use crate::proto::{AppState, ProtoRecord, Transport};
+
+const SEC: i64 = 1_000_000;
+
+/// The transport facts of one packet the table needs.
+#[derive(Debug)]
+pub struct PacketInfo<'a> {
+    pub ts: i64,
+    pub wire_len: u32,
+    pub src_mac: Option<[u8; 6]>,
+    pub dst_mac: Option<[u8; 6]>,
+    pub vlan: u16,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// (seq, flags, window) for TCP.
+    pub tcp: Option<(u32, u8, u16)>,
+    pub payload_len: u32,
+    pub payload: &'a [u8],
+}
+
+/// What a packet did to the table, for the inventory's counters.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketOutcome {
+    pub new_flow: bool,
+    pub direction: Direction,
+    pub flow_id: u64,
+}
+
+struct Flow {
+    id: u64,
+    dirs: [DirStats; 2],
+    last_export: i64,
+    /// Protocol parser, created at the first payload (SYN-only flows never pay for one).
+    app: Option<Box<AppState>>,
+    /// The parser was created and finished, or no parser applies.
+    app_done: bool,
+    macs: [[u8; 6]; 2],
+    tcp: [EndpointState; 2],
+    history: History,
+    orig_is_lo: bool,
+    has_mac: [bool; 2],
+    orig_sent_syn: bool,
+    updates: u16,
+    app_proto: Option<&'static str>,
+}
+
+impl Flow {
+    fn first_ts(&self) -> i64 {
+        match (self.dirs[0].pkts, self.dirs[1].pkts) {
+            (0, _) => self.dirs[1].first_ts,
+            (_, 0) => self.dirs[0].first_ts,
+            _ => self.dirs[0].first_ts.min(self.dirs[1].first_ts),
+        }
+    }
+
+    fn last_ts(&self) -> i64 {
+        self.dirs[0].last_ts.max(self.dirs[1].last_ts)
+    }
+
+    fn tcp_closed(&self) -> bool {
+        let [o, r] = self.tcp;
+        o == EndpointState::Reset
+            || r == EndpointState::Reset
+            || (o == EndpointState::Closed && r == EndpointState::Closed)
+    }
+}
+
+/// Counters the table keeps about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowTableStats {
+    pub created: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub updates: u64,
+    pub active: u64,
+    pub peak_active: u64,
+}
+
+pub struct FlowTable {
+    map: HashMap<FlowKey, Flow, foldhash::fast::RandomState>,
+    cfg: FlowConfig,
+    next_id: u64,
+    now: i64,
+    last_scan: i64,
+    /// Packets since the last expiry scan: scans are paced by work, not only by time.
+    since_scan: u64,
+    stats: FlowTableStats,
+    proto_out: Vec<ProtoRecord>,
+}
+
+impl FlowTable {
+    /// `first_id` is the first flow id to hand out (the store reserves a range per run).
+    pub fn new(cfg: FlowConfig, first_id: u64) -> Self {
+        FlowTable {
+            map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            cfg,
+            next_id: first_id,
+            now: i64::MIN,
+            last_scan: i64::MIN,
+            since_scan: 0,
+            stats: FlowTableStats::default(),
+            proto_out: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> FlowTableStats {
+        FlowTableStats {
+            active: self.map.len() as u64,
+            ..self.stats
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Accounts one packet, writing ended flows and protocol records to `out`.
+    pub fn process(&mut self, p: &PacketInfo, out: &mut Vec<Event>) -> PacketOutcome {
+        self.advance(p.ts, out);
+        let src = Endpoint::new(p.src, p.sport);
+        let dst = Endpoint::new(p.dst, p.dport);
+        let (key, src_is_lo) = FlowKey::new(p.proto, p.vlan, src, dst);
+        let flags = p.tcp.map(|t| t.1).unwrap_or(0);
+        let is_syn = flags & SYN != 0 && flags & ACK == 0 && flags & RST == 0;
+
+        self.since_scan += 1;
+        // The flow on this key has ended if it idled out (whenever the next scan would
+        // have noticed), or if a new SYN reuses the 5-tuple of a closed connection.
+        if let Some(f) = self.map.get(&key) {
+            let why = if p.ts - f.last_ts() >= self.idle_timeout(&key, f) {
+                Some(if key.proto == 6 && f.tcp_closed() {
+                    EndReason::Closed
+                } else {
+                    EndReason::Idle
+                })
+            } else if is_syn && f.tcp_closed() {
+                Some(EndReason::Reused)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let f = self.map.remove(&key).expect("present");
+                self.stats.expired += 1;
+                self.export(&key, f, why, true, out);
+            }
+        }
+
+        let mut new_flow = false;
+        if !self.map.contains_key(&key) {
+            if self.map.len() >= self.cfg.max_flows.max(1) {
+                self.evict(out);
+            }
+            new_flow = true;
+            // The initiator sent the first packet, unless that packet is a SYN-ACK:
+            // then the other side must have sent the (unseen) SYN.
+            let syn_ack_first = flags & SYN != 0 && flags & ACK != 0;
+            let orig_is_lo = if syn_ack_first { !src_is_lo } else { src_is_lo };
+            let transport = transport_of(p.proto);
+            let mut history = History::default();
+            if syn_ack_first {
+                history.flip();
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            self.stats.created += 1;
+            self.map.insert(
+                key,
+                Flow {
+                    id,
+                    dirs: [DirStats::default(); 2],
+                    last_export: p.ts,
+                    app: None,
+                    app_done: transport.is_none(),
+                    macs: [[0; 6]; 2],
+                    tcp: [EndpointState::Inactive; 2],
+                    history,
+                    orig_is_lo,
+                    has_mac: [false; 2],
+                    orig_sent_syn: false,
+                    updates: 0,
+                    app_proto: None,
+                },
+            );
+            self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
+        }
+        let flow = self.map.get_mut(&key).expect("inserted above");
+        let dir = if src_is_lo == flow.orig_is_lo {
+            Direction::Orig
+        } else {
+            Direction::Resp
+        };
+        let (me, peer) = match dir {
+            Direction::Orig => (0, 1),
+            Direction::Resp => (1, 0),
+        };
+        if !flow.has_mac[me] {
+            if let Some(m) = p.src_mac {
+                flow.macs[me] = m;
+                flow.has_mac[me] = true;
+            }
+        }
+        if !flow.has_mac[peer] {
+            if let Some(m) = p.dst_mac {
+                flow.macs[peer] = m;
+                flow.has_mac[peer] = true;
+            }
+        }
+        let orig = dir == Direction::Orig;
+        let has_payload = p.payload_len > 0;
+        if let Some((seq, flags, window)) = p.tcp {
+            // Retransmission: payload that ends at or before what this side already sent.
+            let d = &mut flow.dirs[me];
+            let seg_end = seq
+                .wrapping_add(p.payload_len)
+                .wrapping_add((flags & SYN != 0) as u32);
+            let retrans = has_payload
+                && d.seq_init
+                && tcp::seq_lt(seq, d.next_seq)
+                && !tcp::seq_lt(d.next_seq, seg_end);
+            if !d.seq_init || tcp::seq_lt(d.next_seq, seg_end) {
+                d.next_seq = seg_end;
+                d.seq_init = true;
+            }
+            if orig && flags & SYN != 0 && flags & ACK == 0 {
+                flow.orig_sent_syn = true;
+            }
+            let [a, b] = &mut flow.tcp;
+            let (mine, theirs) = if me == 0 { (a, b) } else { (b, a) };
+            tcp::update(mine, theirs, flags, has_payload);
+            tcp::tcp_history(&mut flow.history, orig, flags, has_payload, retrans, window);
+        } else if has_payload {
+            flow.history.push(b'd', orig);
+        }
+        flow.dirs[me].add(p.ts, p.wire_len, p.payload_len, p.tcp.map(|t| t.1));
+
+        if flow.app.is_none() && !flow.app_done && !p.payload.is_empty() {
+            let (o, r) = endpoints(&key, flow);
+            flow.app = transport_of(p.proto).and_then(|t| AppState::for_flow(t, o.port, r.port));
+            flow.app_done = flow.app.is_none();
+        }
+        if let Some(app) = flow.app.as_mut() {
+            let out_recs = &mut self.proto_out;
+            match p.tcp {
+                Some((seq, flags, _)) => app.on_tcp(
+                    p.ts,
+                    dir,
+                    seq,
+                    flags & SYN != 0,
+                    flags & crate::decode::tcp_flags::FIN != 0,
+                    p.payload,
+                    out_recs,
+                ),
+                None if p.proto == 17 => app.on_udp(p.ts, dir, p.payload, out_recs),
+                None => {}
+            }
+            if flow.app_proto.is_none() {
+                flow.app_proto = app.app_proto();
+            }
+            if app.is_done() {
+                flow.app = None;
+                flow.app_done = true;
+            }
+        }
+        let outcome = PacketOutcome {
+            new_flow,
+            direction: dir,
+            flow_id: flow.id,
+        };
+        if !self.proto_out.is_empty() {
+            let flow = self.map.get(&key).expect("present");
+            emit_meta(&key, flow, &mut self.proto_out, out);
+        }
+        outcome
+    }
+
+    /// Moves the table's clock to `now` (µs) and, at most once a second, expires idle
+    /// flows and writes active-timeout updates. Live capture calls this on quiet
+    /// networks so flows still end.
+    pub fn advance(&mut self, now: i64, out: &mut Vec<Event>) {
+        if now > self.now {
+            self.now = now;
+        }
+        if self.last_scan == i64::MIN {
+            self.last_scan = self.now;
+            return;
+        }
+        // Scan at most once a second of packet time, and only when enough packets
+        // went by to pay for walking the table (or 10 s passed): sparse captures
+        // spanning days would otherwise spend their time scanning.
+        let waited = self.now - self.last_scan;
+        if waited >= SEC && (self.since_scan * 4 >= self.map.len() as u64 || waited >= 10 * SEC) {
+            self.last_scan = self.now;
+            self.since_scan = 0;
+            self.scan(out);
+        }
+    }
+
+    fn idle_timeout(&self, key: &FlowKey, f: &Flow) -> i64 {
+        let c = &self.cfg;
+        let secs = match key.proto {
+            6 => {
+                if f.tcp_closed() {
+                    c.tcp_closed_timeout_secs
+                } else if f.tcp[1] == EndpointState::Inactive && f.tcp[0] == EndpointState::SynSent
+                {
+                    c.tcp_syn_timeout_secs
+                } else {
+                    c.tcp_idle_timeout_secs
+                }
+            }
+            17 => c.udp_idle_timeout_secs,
+            1 | 58 => c.icmp_idle_timeout_secs,
+            _ => c.other_idle_timeout_secs,
+        };
+        (secs * SEC as f64) as i64
+    }
+
+    fn scan(&mut self, out: &mut Vec<Event>) {
+        let now = self.now;
+        let active = (self.cfg.active_timeout_secs * SEC as f64) as i64;
+        let mut ended: Vec<(FlowKey, EndReason)> = Vec::new();
+        let mut updates: Vec<FlowKey> = Vec::new();
+        for (k, f) in self.map.iter() {
+            if now - f.last_ts() >= self.idle_timeout(k, f) {
+                let why = if k.proto == 6 && f.tcp_closed() {
+                    EndReason::Closed
+                } else {
+                    EndReason::Idle
+                };
+                ended.push((*k, why));
+            } else if active > 0 && now - f.last_export >= active {
+                updates.push(*k);
+            }
+        }
+        // Write in end order so the store receives rows roughly sorted by time.
+        ended.sort_by_key(|(k, _)| self.map.get(k).map(|f| f.last_ts()).unwrap_or(0));
+        for (k, why) in ended {
+            if let Some(f) = self.map.remove(&k) {
+                self.stats.expired += 1;
+                self.export(&k, f, why, true, out);
+            }
+        }
+        for k in updates {
+            if let Some(f) = self.map.get_mut(&k) {
+                f.last_export = now;
+                f.updates = f.updates.saturating_add(1);
+                self.stats.updates += 1;
+                out.push(Event::Flow(record(&k, f, EndReason::ActiveTimeout, false)));
+            }
+        }
+    }
+
+    /// Table full: expire what is due, then push out the least recently active
+    /// sixteenth of the table (flows that never got a reply go first).
+    fn evict(&mut self, out: &mut Vec<Event>) {
+        self.scan(out);
+        let cap = self.cfg.max_flows.max(1);
+        if self.map.len() < cap {
+            return;
+        }
+        let n = (cap / 16).max(1);
+        // Unanswered flows (typical of floods and scans) rank as older than any answered one.
+        let rank = |f: &Flow| -> i64 {
+            if f.dirs[0].pkts == 0 || f.dirs[1].pkts == 0 {
+                f.last_ts().saturating_sub(i64::MAX / 2)
+            } else {
+                f.last_ts()
+            }
+        };
+        let mut ranks: Vec<i64> = self.map.values().map(rank).collect();
+        let idx = n.min(ranks.len()) - 1;
+        let (_, cut, _) = ranks.select_nth_unstable(idx);
+        let cut = *cut;
+        let victims: Vec<FlowKey> = self
+            .map
+            .iter()
+            .filter(|(_, f)| rank(f) <= cut)
+            .map(|(k, _)| *k)
+            .take(n)
+            .collect();
+        for k in victims {
+            if let Some(f) = self.map.remove(&k) {
+                self.stats.evicted += 1;
+                self.export(&k, f, EndReason::Evicted, true, out);
+            }
+        }
+    }
+
+    /// Writes every live flow (end of a capture file, shutdown).
+    pub fn flush_all(&mut self, out: &mut Vec<Event>) {
+        let mut all: Vec<(FlowKey, Flow)> = self.map.drain().collect();
+        all.sort_by_key(|(_, f)| f.last_ts());
+        for (k, f) in all {
+            self.export(&k, f, EndReason::Shutdown, true, out);
+        }
+    }
+
+    fn export(
+        &mut self,
+        key: &FlowKey,
+        mut f: Flow,
+        why: EndReason,
+        fin: bool,
+        out: &mut Vec<Event>,
+    ) {
+        let last = f.last_ts();
+        if let Some(app) = f.app.as_mut() {
+            app.on_close(last, &mut self.proto_out);
+            if f.app_proto.is_none() {
+                f.app_proto = app.app_proto();
+            }
+        }
+        if !self.proto_out.is_empty() {
+            emit_meta(key, &f, &mut self.proto_out, out);
+        }
+        out.push(Event::Flow(record(key, &f, why, fin)));
+    }
+}
+
+fn transport_of(proto: u8) -> Option<Transport> {
+    match proto {
+        6 => Some(Transport::Tcp),
+        17 => Some(Transport::Udp),
+        _ => None,
+    }
+}
+
+fn endpoints(key: &FlowKey, f: &Flow) -> (Endpoint, Endpoint) {
+    if f.orig_is_lo {
+        (key.lo, key.hi)
+    } else {
+        (key.hi, key.lo)
+    }
+}
+
+fn emit_meta(key: &FlowKey, f: &Flow, recs: &mut Vec<ProtoRecord>, out: &mut Vec<Event>) {
+    let (o, r) = endpoints(key, f);
+    for rec in recs.drain(..) {
+        out.push(Event::Meta(Box::new(MetaRecord {
+            flow_id: f.id,
+            proto: key.proto,
+            orig_addr: o.ip(),
+            orig_port: o.port,
+            resp_addr: r.ip(),
+            resp_port: r.port,
+            orig_mac: f.has_mac[0].then_some(f.macs[0]),
+            resp_mac: f.has_mac[1].then_some(f.macs[1]),
+            record: rec,
+        })));
+    }
+}
+
+fn record(key: &FlowKey, f: &Flow, why: EndReason, is_final: bool) -> FlowRecord {
+    let (o, r) = endpoints(key, f);
+    let (orig_addr, resp_addr) = (o.ip(), r.ip());
+    let conn_state = if key.proto == 6 {
+        tcp::conn_state(
+            f.tcp[0],
+            f.tcp[1],
+            f.orig_sent_syn,
+            f.dirs[0].payload,
+            f.dirs[1].payload,
+        )
+    } else {
+        tcp::connless_state(f.dirs[0].pkts as u64, f.dirs[1].pkts as u64)
+    };
+    FlowRecord {
+        id: f.id,
+        community_id: super::community_id::community_id(
+            key.proto, orig_addr, o.port, resp_addr, r.port,
+        ),
+        proto: key.proto,
+        vlan: key.vlan,
+        orig_addr,
+        orig_port: o.port,
+        resp_addr,
+        resp_port: r.port,
+        orig_mac: f.has_mac[0].then_some(f.macs[0]),
+        resp_mac: f.has_mac[1].then_some(f.macs[1]),
+        first_ts: f.first_ts(),
+        last_ts: f.last_ts(),
+        orig: f.dirs[0].summary(),
+        resp: f.dirs[1].summary(),
+        conn_state,
+        history: f.history.as_str().to_string(),
+        app_proto: f.app_proto,
+        end_reason: why,
+        is_final,
+    }
+}
+
+/// Bytes one tracked flow costs in the table (entry, excluding heap-held parser state).
+pub const fn flow_entry_size() -> usize {
+    std::mem::size_of::<FlowKey>() + std::mem::size_of::<Flow>()
+}

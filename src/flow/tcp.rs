@@ -1,0 +1,267 @@
+//! TCP connection tracking the way Zeek reports it: per-endpoint states, the
+//! `conn_state` summary (S0, S1, SF, REJ, RSTO, ...) and the `history` letters.
+//!
+//! Users who know Zeek's conn.log read our flows without a new vocabulary, and the
+//! detection rules (scans, floods, brute force) key on these outcomes.
+
+use crate::decode::tcp_flags::*;
+
+/// Per-endpoint TCP state, after Zeek's `TCP_Endpoint` states.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EndpointState {
+    #[default]
+    Inactive,
+    SynSent,
+    SynAckSent,
+    /// Seen only mid-stream (no SYN).
+    Partial,
+    Established,
+    Closed,
+    Reset,
+}
+
+/// Applies one packet sent by endpoint `me` (peer `peer`) to the state machine.
+pub fn update(me: &mut EndpointState, peer: &mut EndpointState, flags: u8, payload: bool) {
+    use EndpointState::*;
+    let syn = flags & SYN != 0;
+    let ack = flags & ACK != 0;
+    if flags & RST != 0 {
+        *me = Reset;
+        return;
+    }
+    if syn && !ack {
+        if matches!(*me, Inactive | Partial) {
+            *me = SynSent;
+        }
+    } else if syn && ack {
+        if matches!(*me, Inactive | SynSent | Partial) {
+            *me = SynAckSent;
+        }
+    } else if ack || payload {
+        match *me {
+            SynSent | SynAckSent => {
+                *me = Established;
+                if matches!(*peer, SynAckSent | SynSent) {
+                    *peer = Established;
+                }
+            }
+            Inactive => *me = Partial,
+            _ => {}
+        }
+    }
+    if flags & FIN != 0 && *me != Reset {
+        *me = Closed;
+    }
+}
+
+/// Zeek's `conn_state` for a TCP flow (base/protocols/conn/main.zeek).
+pub fn conn_state(
+    os: EndpointState,
+    rs: EndpointState,
+    orig_sent_syn: bool,
+    orig_payload: u64,
+    resp_payload: u64,
+) -> &'static str {
+    use EndpointState::*;
+    let o_inactive = matches!(os, Inactive | Partial);
+    let r_inactive = matches!(rs, Inactive | Partial);
+    if rs == Reset {
+        if matches!(os, SynSent | SynAckSent)
+            || (os == Reset && orig_payload == 0 && resp_payload == 0)
+        {
+            "REJ"
+        } else if o_inactive {
+            "RSTRH"
+        } else {
+            "RSTR"
+        }
+    } else if os == Reset {
+        if r_inactive && orig_sent_syn {
+            "RSTOS0"
+        } else {
+            "RSTO"
+        }
+    } else if rs == Closed && os == Closed {
+        "SF"
+    } else if os == Closed {
+        if r_inactive { "SH" } else { "S2" }
+    } else if rs == Closed {
+        if o_inactive { "SHR" } else { "S3" }
+    } else if os == SynSent && rs == Inactive {
+        "S0"
+    } else if os == Established && rs == Established {
+        "S1"
+    } else {
+        "OTH"
+    }
+}
+
+/// Zeek's `conn_state` for UDP and other connectionless protocols.
+pub fn connless_state(orig_pkts: u64, resp_pkts: u64) -> &'static str {
+    match (orig_pkts > 0, resp_pkts > 0) {
+        (true, true) => "SF",
+        (true, false) => "S0",
+        (false, true) => "SHR",
+        (false, false) => "OTH",
+    }
+}
+
+/// History letters in the order they first happened, at most once per letter and
+/// direction (uppercase: originator, lowercase: responder), as in Zeek.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    buf: [u8; 18],
+    len: u8,
+}
+
+impl History {
+    pub fn push(&mut self, letter: u8, orig: bool) {
+        let l = if orig {
+            letter.to_ascii_uppercase()
+        } else {
+            letter.to_ascii_lowercase()
+        };
+        let used = &self.buf[..self.len as usize];
+        if used.contains(&l) || self.len as usize >= self.buf.len() {
+            return;
+        }
+        self.buf[self.len as usize] = l;
+        self.len += 1;
+    }
+
+    /// Marks that the initiator was decided against the first packet's direction.
+    pub fn flip(&mut self) {
+        self.push(b'^', true);
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+
+    pub fn contains(&self, c: u8) -> bool {
+        self.buf[..self.len as usize].contains(&c)
+    }
+}
+
+/// Records the history letters one TCP packet contributes.
+pub fn tcp_history(
+    h: &mut History,
+    orig: bool,
+    flags: u8,
+    payload: bool,
+    retrans: bool,
+    window: u16,
+) {
+    let syn = flags & SYN != 0;
+    let ack = flags & ACK != 0;
+    let fin = flags & FIN != 0;
+    let rst = flags & RST != 0;
+    if syn && (fin || rst) {
+        h.push(b'q', orig);
+    }
+    if syn && !ack {
+        h.push(b's', orig);
+    } else if syn && ack {
+        h.push(b'h', orig);
+    }
+    if fin {
+        h.push(b'f', orig);
+    }
+    if rst {
+        h.push(b'r', orig);
+    }
+    if payload {
+        if retrans {
+            h.push(b't', orig);
+        } else {
+            h.push(b'd', orig);
+        }
+    } else if ack && !syn && !fin && !rst {
+        h.push(b'a', orig);
+    }
+    if window == 0 && !rst && !syn {
+        h.push(b'w', orig);
+    }
+}
+
+/// Wrapping "a is before b" for 32-bit TCP sequence numbers.
+pub fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EndpointState::*;
+
+    fn run(pkts: &[(bool, u8, bool)]) -> (&'static str, String) {
+        let (mut o, mut r) = (Inactive, Inactive);
+        let mut h = History::default();
+        let (mut op, mut rp) = (0u64, 0u64);
+        let mut osyn = false;
+        for &(orig, flags, payload) in pkts {
+            if orig {
+                update(&mut o, &mut r, flags, payload);
+                osyn |= flags & SYN != 0 && flags & ACK == 0;
+                op += payload as u64;
+            } else {
+                update(&mut r, &mut o, flags, payload);
+                rp += payload as u64;
+            }
+            tcp_history(&mut h, orig, flags, payload, false, 1000);
+        }
+        (conn_state(o, r, osyn, op, rp), h.as_str().to_string())
+    }
+
+    #[test]
+    fn zeek_states() {
+        let hs = [
+            (true, SYN, false),
+            (false, SYN | ACK, false),
+            (true, ACK, false),
+        ];
+        let mut full = hs.to_vec();
+        full.extend([
+            (true, ACK | PSH, true),
+            (false, ACK | PSH, true),
+            (true, FIN | ACK, false),
+            (false, FIN | ACK, false),
+            (true, ACK, false),
+        ]);
+        assert_eq!(run(&full), ("SF", "ShADdFf".to_string()));
+        assert_eq!(run(&hs), ("S1", "ShA".to_string()));
+        assert_eq!(run(&[(true, SYN, false)]).0, "S0");
+        assert_eq!(
+            run(&[(true, SYN, false), (false, RST | ACK, false)]),
+            ("REJ", "Sr".to_string())
+        );
+        let mut rsto = hs.to_vec();
+        rsto.push((true, RST, false));
+        assert_eq!(run(&rsto).0, "RSTO");
+        let mut rstr = hs.to_vec();
+        rstr.push((false, RST, false));
+        assert_eq!(run(&rstr).0, "RSTR");
+        assert_eq!(run(&[(true, SYN, false), (true, FIN, false)]).0, "SH");
+        assert_eq!(run(&[(true, SYN, false), (true, RST, false)]).0, "RSTOS0");
+        assert_eq!(
+            run(&[(true, ACK | PSH, true), (false, ACK, false)]).0,
+            "OTH"
+        );
+        let mut s2 = hs.to_vec();
+        s2.push((true, FIN | ACK, false));
+        assert_eq!(run(&s2).0, "S2");
+        let mut s3 = hs.to_vec();
+        s3.push((false, FIN | ACK, false));
+        assert_eq!(run(&s3).0, "S3");
+        assert_eq!(connless_state(1, 0), "S0");
+        assert_eq!(connless_state(1, 1), "SF");
+    }
+
+    #[test]
+    fn sequence_compare_wraps() {
+        assert!(seq_lt(1, 2));
+        assert!(seq_lt(u32::MAX, 3));
+        assert!(!seq_lt(3, u32::MAX));
+    }
+}

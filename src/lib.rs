@@ -1,0 +1,15 @@
+//! netguardian: a home-network security monitor.
+//!
+//! Data moves one way through the stages, each a module (see ARCHITECTURE.md):
+//! [`capture`] → [`decode`] → [`flow`], [`inventory`], [`proto`] → [`event`]s on the
+//! [`pipeline`] bus → [`store`]. [`config`] sits at the edge.
+
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod event;
+pub mod flow;
+pub mod inventory;
+pub mod pipeline;
+pub mod proto;
+pub mod store;

@@ -1,0 +1,281 @@
+//! The `netguardian` command line: `analyze` capture files into a database, `capture`
+//! from a live interface. (The API server, `serve`, builds on the same pipeline.)
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use netguardian::capture::Progress;
+use netguardian::capture::live::LiveSource;
+use netguardian::config::Config;
+use netguardian::pipeline::{self, Input, RunSummary};
+use netguardian::store::Store;
+
+/// Exit status for a bad configuration (EX_CONFIG), so systemd does not restart-loop.
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "netguardian", version, about = "Home-network security monitor")]
+struct Cli {
+    /// Configuration file (default: /etc/netguardian/config.toml if it exists).
+    #[arg(long, global = true, env = "NETGUARDIAN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Read capture files (pcap or pcapng) through the pipeline into a database.
+    Analyze {
+        /// Capture files, read in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// DuckDB database file (created if missing; new data is added).
+        #[arg(long)]
+        db: PathBuf,
+        /// Also write the summary as JSON to this file.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        /// No progress bar even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Capture from a live interface into a database until interrupted.
+    Capture {
+        /// Interface name, or "auto" (overrides capture.interface).
+        #[arg(long, short)]
+        interface: Option<String>,
+        /// BPF filter (overrides capture.filter).
+        #[arg(long, short)]
+        filter: Option<String>,
+        #[arg(long)]
+        db: PathBuf,
+        /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+        #[arg(long)]
+        duration: Option<f64>,
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+    },
+    /// Validate the configuration and print the effective settings.
+    CheckConfig,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netguardian: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let res = match cli.cmd {
+        Cmd::Analyze {
+            files,
+            db,
+            summary_json,
+            no_progress,
+        } => analyze(&cfg, files, db, summary_json, no_progress),
+        Cmd::Capture {
+            interface,
+            filter,
+            db,
+            duration,
+            summary_json,
+        } => capture(cfg, interface, filter, db, duration, summary_json),
+        Cmd::CheckConfig => {
+            println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netguardian: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn analyze(
+    cfg: &Config,
+    files: Vec<PathBuf>,
+    db: PathBuf,
+    summary_json: Option<PathBuf>,
+    no_progress: bool,
+) -> anyhow::Result<ExitCode> {
+    for f in &files {
+        if !f.is_file() {
+            anyhow::bail!("{}: no such file", f.display());
+        }
+    }
+    let store = Store::open(&db)?;
+    let progress = Arc::new(Progress::default());
+    let stop = stop_on_signals()?;
+    let bar = (!no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| spawn_progress_bar(progress.clone()));
+    let summary = pipeline::run(cfg, &store, Input::Files(files), progress, stop, None)?;
+    if let Some((done, handle)) = bar {
+        done.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+    }
+    report(&summary, &db, summary_json)?;
+    // Every file unreadable: that is a failure, not an empty success.
+    if summary.packets == 0 && !summary.errors.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn capture(
+    mut cfg: Config,
+    interface: Option<String>,
+    filter: Option<String>,
+    db: PathBuf,
+    duration: Option<f64>,
+    summary_json: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(i) = interface {
+        cfg.capture.interface = i;
+    }
+    if let Some(f) = filter {
+        cfg.capture.filter = f;
+    }
+    let live = LiveSource::open(&cfg.capture)?;
+    let store = Store::open(&db)?;
+    let stop = stop_on_signals()?;
+    if let Some(secs) = duration {
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+            s.store(true, Ordering::Relaxed);
+        });
+    }
+    eprintln!(
+        "netguardian: capturing on {} (Ctrl-C to stop)",
+        live.interface()
+    );
+    let progress = Arc::new(Progress::default());
+    let summary = pipeline::run(&cfg, &store, Input::Live(live), progress, stop, None)?;
+    report(&summary, &db, summary_json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spawn_progress_bar(p: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let h = std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new(p.bytes_total.load(Ordering::Relaxed).max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while !d.load(Ordering::Relaxed) {
+            bar.set_length(p.bytes_total.load(Ordering::Relaxed).max(1));
+            bar.set_position(p.bytes_done.load(Ordering::Relaxed));
+            bar.set_message(format!("{} packets", p.packets.load(Ordering::Relaxed)));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    });
+    (done, h)
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow::Result<()> {
+    println!(
+        "packets    {} ({:.1} MB) in {:.2} s, {:.0} packets/s",
+        thousands(s.packets),
+        s.bytes as f64 / 1e6,
+        s.elapsed_secs,
+        s.packets_per_sec
+    );
+    println!(
+        "flows      {} ({:.0} flows/s, peak {} tracked, {} evicted)",
+        thousands(s.flows),
+        s.flows_per_sec,
+        thousands(s.peak_active_flows),
+        thousands(s.flows_evicted)
+    );
+    println!("devices    {}", thousands(s.devices));
+    println!(
+        "metadata   dns {}, tls {}, http {}, dhcp {}",
+        thousands(s.dns),
+        thousands(s.tls),
+        thousands(s.http),
+        thousands(s.dhcp)
+    );
+    let reasons: Vec<String> = s
+        .malformed_by_reason
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "malformed  {}{}",
+        thousands(s.malformed),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
+    );
+    if s.unsupported_link + s.fragments + s.non_ip_packets > 0 {
+        println!(
+            "skipped    {} non-IP, {} IP fragments, {} unsupported link type",
+            thousands(s.non_ip_packets),
+            thousands(s.fragments),
+            thousands(s.unsupported_link)
+        );
+    }
+    if s.queue_dropped + s.store_dropped + s.store_failed_events > 0 {
+        println!(
+            "dropped    {} packets (queue full), {} events (store queue full), {} events (store errors)",
+            thousands(s.queue_dropped),
+            thousands(s.store_dropped),
+            thousands(s.store_failed_events)
+        );
+    }
+    for e in &s.errors {
+        println!("error      {e}");
+    }
+    println!("database   {}", db.display());
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(s)?)?;
+    }
+    Ok(())
+}

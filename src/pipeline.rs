@@ -1,0 +1,498 @@
+//! The pipeline: capture → decode → flow / inventory / proto → events → subscribers.
+//!
+//! Threads and channels (see ARCHITECTURE.md):
+//! - a **source** thread (file or live) sends [`SourceMsg`]s on a bounded channel;
+//! - the **processing** thread ([`Processor`]) decodes, tracks flows and devices, runs
+//!   the protocol parsers and publishes `Arc` batches of [`Event`]s on the [`EventBus`];
+//! - each **subscriber** (the store writer today; detection, models and the WebSocket
+//!   stream later) owns a bounded queue. A subscriber marked lossy never slows the
+//!   pipeline: when its queue is full the batch is dropped for it and counted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+
+use crate::capture::{PacketBatch, SourceMsg, SourceStats};
+use crate::config::Config;
+use crate::decode::{self, L4, LinkType, Malformed, Net};
+use crate::event::Event;
+use crate::flow::key::icmp_ports;
+use crate::flow::{FlowTable, FlowTableStats, PacketInfo};
+use crate::inventory::Inventory;
+
+pub type EventBatch = Arc<Vec<Event>>;
+
+/// Whether a subscriber may lose batches rather than slow the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Wait for queue space (capture files: nothing may be lost).
+    Block,
+    /// Drop and count when the queue is full (live capture, WebSocket clients).
+    Lossy,
+}
+
+struct Subscriber {
+    name: String,
+    tx: Sender<EventBatch>,
+    delivery: Delivery,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Fan-out of event batches to every subscriber.
+#[derive(Default)]
+pub struct EventBus {
+    subs: Vec<Subscriber>,
+}
+
+impl EventBus {
+    /// Adds a subscriber with a queue of `capacity` batches; returns its receiver and
+    /// its drop counter (events, not batches).
+    pub fn subscribe(
+        &mut self,
+        name: &str,
+        capacity: usize,
+        delivery: Delivery,
+    ) -> (Receiver<EventBatch>, Arc<AtomicU64>) {
+        let (tx, rx) = bounded(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.subs.push(Subscriber {
+            name: name.to_string(),
+            tx,
+            delivery,
+            dropped: dropped.clone(),
+        });
+        (rx, dropped)
+    }
+
+    pub fn publish(&mut self, batch: Vec<Event>) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
+        let batch = Arc::new(batch);
+        self.subs.retain(|s| match s.delivery {
+            Delivery::Block => s.tx.send(batch.clone()).is_ok(),
+            Delivery::Lossy => match s.tx.try_send(batch.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    s.dropped.fetch_add(n, Ordering::Relaxed);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    tracing::debug!(subscriber = %s.name, "subscriber gone");
+                    false
+                }
+            },
+        });
+    }
+
+    /// Events dropped so far, per subscriber.
+    pub fn dropped(&self) -> Vec<(String, u64)> {
+        self.subs
+            .iter()
+            .map(|s| (s.name.clone(), s.dropped.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// Counters for one capture source, as stored in `capture_stats`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CaptureStats {
+    pub source: String,
+    pub link_type: String,
+    pub first_ts: Option<i64>,
+    pub last_ts: Option<i64>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub ip_packets: u64,
+    pub arp_packets: u64,
+    pub non_ip_packets: u64,
+    pub fragments: u64,
+    pub unsupported_link: u64,
+    pub malformed: u64,
+    pub malformed_by_reason: BTreeMap<String, u64>,
+    pub flows_created: u64,
+    pub flows_evicted: u64,
+    pub source_stats: SourceStats,
+    /// Events the store could not take (lossy delivery) during this source.
+    pub store_dropped: u64,
+}
+
+/// The processing stage: owns the flow table and the inventory.
+pub struct Processor {
+    flows: FlowTable,
+    inventory: Inventory,
+    current: CaptureStats,
+    malformed: [u64; Malformed::ALL.len()],
+    flow_stats_at_start: FlowTableStats,
+    out: Vec<Event>,
+    /// Totals over all sources, for summaries.
+    pub totals: CaptureStats,
+}
+
+impl Processor {
+    pub fn new(cfg: &Config, first_flow_id: u64) -> Self {
+        Processor {
+            flows: FlowTable::new(cfg.flow.clone(), first_flow_id),
+            inventory: Inventory::new(cfg),
+            current: CaptureStats::default(),
+            malformed: [0; Malformed::ALL.len()],
+            flow_stats_at_start: FlowTableStats::default(),
+            out: Vec::with_capacity(1024),
+            totals: CaptureStats::default(),
+        }
+    }
+
+    pub fn flow_stats(&self) -> FlowTableStats {
+        self.flows.stats()
+    }
+
+    pub fn devices(&self) -> usize {
+        self.inventory.len()
+    }
+
+    /// Handles one message from a source. Emitted events are published on `bus`.
+    pub fn handle(&mut self, msg: SourceMsg, bus: &mut EventBus, pool: &Sender<PacketBatch>) {
+        match msg {
+            SourceMsg::Start { source, link } => {
+                self.current = CaptureStats {
+                    source,
+                    link_type: link_name(link),
+                    ..Default::default()
+                };
+                self.malformed = [0; Malformed::ALL.len()];
+                self.flow_stats_at_start = self.flows.stats();
+            }
+            SourceMsg::Batch(batch) => {
+                for i in 0..batch.len() {
+                    let (m, data) = batch.packet(i);
+                    self.packet(batch.link, m.ts, m.wire_len, data);
+                }
+                let last = batch.meta.last().map(|m| m.ts);
+                let _ = pool.try_send(batch);
+                if let Some(ts) = last {
+                    self.inventory.publish(ts, &mut self.out);
+                }
+                bus.publish(std::mem::take(&mut self.out));
+            }
+            SourceMsg::Tick(now) => {
+                self.flows.advance(now, &mut self.out);
+                self.inventory.publish(now, &mut self.out);
+                bus.publish(std::mem::take(&mut self.out));
+            }
+            SourceMsg::End { source, stats } => {
+                let mut st = std::mem::take(&mut self.current);
+                st.source = source;
+                for r in Malformed::ALL {
+                    let n = self.malformed[r.index()];
+                    if n > 0 {
+                        st.malformed_by_reason.insert(r.as_str().to_string(), n);
+                    }
+                }
+                let fs = self.flows.stats();
+                st.flows_created = fs.created - self.flow_stats_at_start.created;
+                st.flows_evicted = fs.evicted - self.flow_stats_at_start.evicted;
+                st.store_dropped = bus.dropped().iter().map(|(_, n)| n).sum();
+                st.source_stats = stats;
+                self.totals.add(&st);
+                self.out.push(Event::CaptureStats(Box::new(st)));
+                bus.publish(std::mem::take(&mut self.out));
+            }
+        }
+    }
+
+    /// Ends every live flow and publishes the final device state.
+    pub fn finish(&mut self, bus: &mut EventBus) {
+        self.flows.flush_all(&mut self.out);
+        self.inventory.flush(&mut self.out);
+        bus.publish(std::mem::take(&mut self.out));
+    }
+
+    fn bad(&mut self, why: Malformed) {
+        self.current.malformed += 1;
+        self.malformed[why.index()] += 1;
+    }
+
+    fn packet(&mut self, link: LinkType, ts: i64, wire_len: u32, data: &[u8]) {
+        let st = &mut self.current;
+        st.packets += 1;
+        st.bytes += wire_len as u64;
+        st.first_ts = Some(st.first_ts.map_or(ts, |f| f.min(ts)));
+        st.last_ts = Some(st.last_ts.map_or(ts, |l| l.max(ts)));
+        if let LinkType::Unsupported(_) = link {
+            st.unsupported_link += 1;
+            return;
+        }
+        let d = match decode::decode(link, data) {
+            Ok(d) => d,
+            Err(why) => {
+                self.bad(why);
+                return;
+            }
+        };
+        match &d.net {
+            Net::Other(_) => {
+                self.current.non_ip_packets += 1;
+                self.inventory
+                    .on_packet(ts, d.src_mac, d.dst_mac, None, wire_len);
+            }
+            Net::Arp(arp) => {
+                self.current.arp_packets += 1;
+                self.inventory.on_arp(ts, arp);
+                self.inventory
+                    .on_packet(ts, d.src_mac, d.dst_mac, None, wire_len);
+            }
+            Net::Ip(ip) => {
+                self.current.ip_packets += 1;
+                self.inventory
+                    .on_packet(ts, d.src_mac, d.dst_mac, Some(ip.src), wire_len);
+                if ip.fragment {
+                    // No reassembly: fragments are counted, not attributed to flows.
+                    self.current.fragments += 1;
+                    return;
+                }
+                let (sport, dport, tcp, payload_len, payload): (u16, u16, _, u32, &[u8]) =
+                    match &ip.l4 {
+                        L4::Tcp(t) => (
+                            t.sport,
+                            t.dport,
+                            Some((t.seq, t.flags, t.window)),
+                            t.payload_len,
+                            t.payload,
+                        ),
+                        L4::Udp {
+                            sport,
+                            dport,
+                            payload_len,
+                            payload,
+                        } => (*sport, *dport, None, *payload_len, payload),
+                        L4::Icmp {
+                            v6,
+                            icmp_type,
+                            code,
+                            payload_len,
+                        } => {
+                            let (s, d, _) = icmp_ports(*v6, *icmp_type, *code);
+                            (s, d, None, *payload_len, &[][..])
+                        }
+                        L4::None => (0, 0, None, 0, &[][..]),
+                    };
+                let info = PacketInfo {
+                    ts,
+                    wire_len,
+                    src_mac: d.src_mac,
+                    dst_mac: d.dst_mac,
+                    vlan: d.vlan,
+                    src: ip.src,
+                    dst: ip.dst,
+                    proto: ip.proto,
+                    sport,
+                    dport,
+                    tcp,
+                    payload_len,
+                    payload,
+                };
+                let before = self.out.len();
+                let outcome = self.flows.process(&info, &mut self.out);
+                if outcome.new_flow {
+                    let (o, r) = match outcome.direction {
+                        crate::flow::Direction::Orig => (d.src_mac, d.dst_mac),
+                        crate::flow::Direction::Resp => (d.dst_mac, d.src_mac),
+                    };
+                    self.inventory.on_new_flow(o, r);
+                }
+                for ev in &self.out[before..] {
+                    if let Event::Meta(m) = ev {
+                        self.inventory.on_meta(m);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CaptureStats {
+    fn add(&mut self, o: &CaptureStats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.ip_packets += o.ip_packets;
+        self.arp_packets += o.arp_packets;
+        self.non_ip_packets += o.non_ip_packets;
+        self.fragments += o.fragments;
+        self.unsupported_link += o.unsupported_link;
+        self.malformed += o.malformed;
+        for (k, v) in &o.malformed_by_reason {
+            *self.malformed_by_reason.entry(k.clone()).or_default() += v;
+        }
+        self.flows_created += o.flows_created;
+        self.flows_evicted += o.flows_evicted;
+        self.store_dropped = self.store_dropped.max(o.store_dropped);
+        self.source_stats.queue_dropped += o.source_stats.queue_dropped;
+        self.source_stats.kernel_dropped += o.source_stats.kernel_dropped;
+        self.source_stats.if_dropped += o.source_stats.if_dropped;
+    }
+}
+
+pub fn link_name(link: LinkType) -> String {
+    match link {
+        LinkType::Ethernet => "ethernet".into(),
+        LinkType::LinuxSll => "linux_sll".into(),
+        LinkType::LinuxSll2 => "linux_sll2".into(),
+        LinkType::RawIp => "raw_ip".into(),
+        LinkType::Null => "null".into(),
+        LinkType::Unsupported(-1) => "none".into(),
+        LinkType::Unsupported(n) => format!("unsupported({n})"),
+    }
+}
+
+/// Where a run reads packets from.
+pub enum Input {
+    Files(Vec<std::path::PathBuf>),
+    Live(crate::capture::live::LiveSource),
+}
+
+/// What a run did, for the `analyze` summary and the benchmark.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub devices: u64,
+    pub dns: u64,
+    pub tls: u64,
+    pub http: u64,
+    pub dhcp: u64,
+    pub malformed: u64,
+    pub malformed_by_reason: BTreeMap<String, u64>,
+    pub unsupported_link: u64,
+    pub fragments: u64,
+    pub non_ip_packets: u64,
+    pub flows_evicted: u64,
+    pub peak_active_flows: u64,
+    pub queue_dropped: u64,
+    pub store_dropped: u64,
+    pub store_failed_events: u64,
+    pub errors: Vec<String>,
+    pub elapsed_secs: f64,
+    pub packets_per_sec: f64,
+    pub flows_per_sec: f64,
+}
+
+/// Extra subscribers a caller (the service) attaches to the event bus.
+pub type Subscribe<'a> = &'a mut dyn FnMut(&mut EventBus);
+
+/// Runs the whole pipeline on `input` into `store` until the input ends (files) or
+/// `stop` is set (live). Every live flow is flushed to the store before returning.
+pub fn run(
+    cfg: &Config,
+    store: &crate::store::Store,
+    input: Input,
+    progress: Arc<crate::capture::Progress>,
+    stop: crate::capture::StopFlag,
+    subscribe: Option<Subscribe<'_>>,
+) -> anyhow::Result<RunSummary> {
+    let started = std::time::Instant::now();
+    let (mode, sources, delivery) = match &input {
+        Input::Files(p) => (
+            "analyze",
+            p.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Delivery::Block,
+        ),
+        Input::Live(l) => ("live", format!("live:{}", l.interface()), Delivery::Lossy),
+    };
+    let run_id = store.begin_run(mode, &sources)?;
+    let writer_conn = store.connection()?;
+
+    let mut bus = EventBus::default();
+    let (store_rx, store_dropped) =
+        bus.subscribe("store", cfg.pipeline.store_queue_batches, delivery);
+    if let Some(sub) = subscribe {
+        sub(&mut bus);
+    }
+    let (pkt_tx, pkt_rx) = bounded::<SourceMsg>(cfg.pipeline.packet_queue_batches);
+    let (pool_tx, pool_rx) = bounded::<PacketBatch>(cfg.pipeline.packet_queue_batches + 8);
+
+    let writer = std::thread::Builder::new()
+        .name("ng-store".into())
+        .spawn(move || crate::store::writer::Writer::new(writer_conn, run_id).run(store_rx))
+        .expect("spawn store writer");
+
+    let proc_cfg = cfg.clone();
+    let processor = std::thread::Builder::new()
+        .name("ng-process".into())
+        .spawn(move || {
+            let mut p = Processor::new(&proc_cfg, crate::store::Store::first_flow_id(run_id));
+            for msg in pkt_rx.iter() {
+                p.handle(msg, &mut bus, &pool_tx);
+            }
+            p.finish(&mut bus);
+            (p.totals.clone(), p.flow_stats(), p.devices())
+        })
+        .expect("spawn processor");
+
+    let src_progress = progress.clone();
+    let src_stop = stop.clone();
+    let source = std::thread::Builder::new()
+        .name("ng-capture".into())
+        .spawn(move || match input {
+            Input::Files(paths) => crate::capture::file::read_files(
+                &paths,
+                &pkt_tx,
+                &pool_rx,
+                &src_progress,
+                &src_stop,
+            ),
+            Input::Live(live) => live.run(&pkt_tx, &pool_rx, &src_progress, &src_stop),
+        })
+        .expect("spawn capture");
+
+    // A panic is a bug, never an expected outcome: report it instead of a partial summary.
+    let source_ok = source.join().is_ok();
+    let processed = processor.join();
+    let written = writer.join();
+    store.end_run(run_id)?;
+    let (Ok((totals, table, devices)), Ok(wstats), true) = (processed, written, source_ok) else {
+        anyhow::bail!("a pipeline thread panicked (run {run_id}); rows written before it are kept");
+    };
+
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let mut errors = Vec::new();
+    let conn = store.connection()?;
+    let mut stmt =
+        conn.prepare("SELECT error FROM capture_stats WHERE run_id = ? AND error IS NOT NULL")?;
+    let rows = stmt.query_map([run_id], |r| r.get::<usize, String>(0))?;
+    for e in rows.flatten() {
+        errors.push(e);
+    }
+    Ok(RunSummary {
+        run_id,
+        packets: totals.packets,
+        bytes: totals.bytes,
+        flows: table.created,
+        devices: devices as u64,
+        dns: wstats.dns,
+        tls: wstats.tls,
+        http: wstats.http,
+        dhcp: wstats.dhcp,
+        malformed: totals.malformed,
+        malformed_by_reason: totals.malformed_by_reason.clone(),
+        unsupported_link: totals.unsupported_link,
+        fragments: totals.fragments,
+        non_ip_packets: totals.non_ip_packets,
+        flows_evicted: table.evicted,
+        peak_active_flows: table.peak_active,
+        queue_dropped: totals.source_stats.queue_dropped,
+        store_dropped: store_dropped.load(Ordering::Relaxed),
+        store_failed_events: wstats.failed_events,
+        errors,
+        elapsed_secs: elapsed,
+        packets_per_sec: totals.packets as f64 / elapsed,
+        flows_per_sec: table.created as f64 / elapsed,
+    })
+}

@@ -1,0 +1,234 @@
+//! The DuckDB schema, as an ordered list of migrations.
+//!
+//! `schema_migrations` records which have run; opening a database applies the missing
+//! ones in a transaction each, so an older database upgrades in place and a newer one
+//! (from a later netguardian) is refused rather than misread.
+//!
+//! Conventions: times are `TIMESTAMP` (UTC, µs); addresses are canonical text (`'192.168.1.10'`,
+//! `'fe80::1'`) and MACs `'aa:bb:cc:dd:ee:ff'`, so SQL users filter with `=` and `LIKE`;
+//! rows are appended in time order so DuckDB's min/max zone maps make time ranges fast.
+
+pub struct Migration {
+    pub version: i32,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "flows, devices, protocol metadata, alerts, capture statistics",
+    sql: r#"
+CREATE TABLE runs (
+    id BIGINT PRIMARY KEY,
+    started_at TIMESTAMP NOT NULL,
+    ended_at TIMESTAMP,
+    mode VARCHAR NOT NULL,          -- 'analyze' or 'live'
+    sources VARCHAR,
+    version VARCHAR NOT NULL
+);
+
+CREATE TABLE capture_stats (
+    run_id BIGINT NOT NULL,
+    recorded_at TIMESTAMP NOT NULL,
+    source VARCHAR NOT NULL,
+    link_type VARCHAR,
+    first_ts TIMESTAMP,
+    last_ts TIMESTAMP,
+    packets UBIGINT NOT NULL,
+    bytes UBIGINT NOT NULL,
+    ip_packets UBIGINT NOT NULL,
+    arp_packets UBIGINT NOT NULL,
+    non_ip_packets UBIGINT NOT NULL,
+    fragments UBIGINT NOT NULL,
+    unsupported_link UBIGINT NOT NULL,
+    malformed UBIGINT NOT NULL,
+    malformed_by_reason VARCHAR,    -- JSON object reason -> count
+    flows_created UBIGINT NOT NULL,
+    flows_evicted UBIGINT NOT NULL,
+    kernel_dropped UBIGINT NOT NULL,
+    if_dropped UBIGINT NOT NULL,
+    queue_dropped UBIGINT NOT NULL,
+    store_dropped UBIGINT NOT NULL,
+    error VARCHAR
+);
+
+CREATE TABLE flows (
+    id BIGINT NOT NULL,
+    ts TIMESTAMP NOT NULL,          -- first packet
+    end_ts TIMESTAMP NOT NULL,      -- last packet
+    duration DOUBLE NOT NULL,       -- seconds
+    proto VARCHAR NOT NULL,         -- 'tcp', 'udp', 'icmp', ...
+    ip_proto UTINYINT NOT NULL,
+    app_proto VARCHAR,
+    vlan USMALLINT NOT NULL,
+    orig_addr VARCHAR NOT NULL,
+    orig_port USMALLINT NOT NULL,
+    resp_addr VARCHAR NOT NULL,
+    resp_port USMALLINT NOT NULL,
+    orig_mac VARCHAR,
+    resp_mac VARCHAR,
+    community_id VARCHAR NOT NULL,
+    conn_state VARCHAR NOT NULL,
+    history VARCHAR NOT NULL,
+    orig_pkts UBIGINT NOT NULL,
+    orig_bytes UBIGINT NOT NULL,
+    orig_payload_bytes UBIGINT NOT NULL,
+    resp_pkts UBIGINT NOT NULL,
+    resp_bytes UBIGINT NOT NULL,
+    resp_payload_bytes UBIGINT NOT NULL,
+    orig_syn UINTEGER, orig_fin UINTEGER, orig_rst UINTEGER, orig_psh UINTEGER, orig_ack UINTEGER, orig_urg UINTEGER,
+    resp_syn UINTEGER, resp_fin UINTEGER, resp_rst UINTEGER, resp_psh UINTEGER, resp_ack UINTEGER, resp_urg UINTEGER,
+    orig_size_min UINTEGER, orig_size_mean DOUBLE, orig_size_std DOUBLE, orig_size_max UINTEGER,
+    resp_size_min UINTEGER, resp_size_mean DOUBLE, resp_size_std DOUBLE, resp_size_max UINTEGER,
+    orig_iat_min DOUBLE, orig_iat_mean DOUBLE, orig_iat_std DOUBLE, orig_iat_max DOUBLE,   -- seconds
+    resp_iat_min DOUBLE, resp_iat_mean DOUBLE, resp_iat_std DOUBLE, resp_iat_max DOUBLE,
+    end_reason VARCHAR NOT NULL,    -- idle, closed, reused, active_timeout, evicted, shutdown
+    is_final BOOLEAN NOT NULL       -- false: a long flow's update; the row is replaced later
+);
+
+CREATE TABLE dns (
+    ts TIMESTAMP NOT NULL,
+    flow_id BIGINT NOT NULL,
+    orig_addr VARCHAR NOT NULL, orig_port USMALLINT NOT NULL,
+    resp_addr VARCHAR NOT NULL, resp_port USMALLINT NOT NULL,
+    orig_mac VARCHAR,
+    transport VARCHAR NOT NULL,     -- 'udp' or 'tcp'
+    trans_id USMALLINT NOT NULL,
+    query VARCHAR NOT NULL,
+    qtype USMALLINT NOT NULL,
+    qtype_name VARCHAR NOT NULL,
+    qclass USMALLINT NOT NULL,
+    rcode USMALLINT,                -- NULL: no response seen
+    rcode_name VARCHAR,
+    answers VARCHAR[],
+    answer_types VARCHAR[],
+    ttls UINTEGER[],
+    rtt DOUBLE                      -- seconds
+);
+
+CREATE TABLE tls (
+    ts TIMESTAMP NOT NULL,
+    flow_id BIGINT NOT NULL,
+    orig_addr VARCHAR NOT NULL, orig_port USMALLINT NOT NULL,
+    resp_addr VARCHAR NOT NULL, resp_port USMALLINT NOT NULL,
+    orig_mac VARCHAR,
+    client_version VARCHAR,
+    supported_versions VARCHAR[],
+    version VARCHAR,                -- negotiated
+    cipher VARCHAR,                 -- negotiated, hex
+    sni VARCHAR,
+    alpn VARCHAR[],
+    ja3 VARCHAR,
+    ja3_string VARCHAR,
+    ja4 VARCHAR,
+    ja3s VARCHAR,
+    cert_subject VARCHAR,
+    cert_issuer VARCHAR,
+    cert_not_before TIMESTAMP,
+    cert_not_after TIMESTAMP,
+    cert_san VARCHAR[],
+    cert_self_signed BOOLEAN
+);
+
+CREATE TABLE http (
+    ts TIMESTAMP NOT NULL,
+    flow_id BIGINT NOT NULL,
+    orig_addr VARCHAR NOT NULL, orig_port USMALLINT NOT NULL,
+    resp_addr VARCHAR NOT NULL, resp_port USMALLINT NOT NULL,
+    orig_mac VARCHAR,
+    method VARCHAR NOT NULL,
+    host VARCHAR,
+    uri VARCHAR NOT NULL,
+    user_agent VARCHAR,
+    referrer VARCHAR,
+    content_type VARCHAR,
+    request_body_len UBIGINT,
+    status USMALLINT,
+    status_msg VARCHAR,
+    response_body_len UBIGINT,
+    auth_scheme VARCHAR,
+    auth_user VARCHAR
+);
+
+CREATE TABLE dhcp (
+    ts TIMESTAMP NOT NULL,
+    flow_id BIGINT NOT NULL,
+    orig_addr VARCHAR NOT NULL, orig_port USMALLINT NOT NULL,
+    resp_addr VARCHAR NOT NULL, resp_port USMALLINT NOT NULL,
+    client_mac VARCHAR NOT NULL,
+    msg_type VARCHAR NOT NULL,
+    xid UINTEGER NOT NULL,
+    client_ip VARCHAR,
+    your_ip VARCHAR,
+    requested_ip VARCHAR,
+    server_id VARCHAR,
+    hostname VARCHAR,
+    vendor_class VARCHAR,
+    param_list VARCHAR,             -- option 55, comma-separated: the DHCP fingerprint
+    lease_secs UINTEGER,
+    router VARCHAR,
+    dns_servers VARCHAR[]
+);
+
+CREATE TABLE names (
+    ts TIMESTAMP NOT NULL,
+    flow_id BIGINT NOT NULL,
+    source VARCHAR NOT NULL,        -- mdns, ssdp, netbios-ns, llmnr
+    kind VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    mac VARCHAR,                    -- MAC of the side that announced it
+    addr VARCHAR                    -- announcing side's address, or the record's address
+);
+
+CREATE TABLE devices (
+    mac VARCHAR PRIMARY KEY,
+    vendor VARCHAR,
+    randomized BOOLEAN NOT NULL,
+    first_seen TIMESTAMP NOT NULL,
+    last_seen TIMESTAMP NOT NULL,
+    hostname VARCHAR,
+    hostname_source VARCHAR,
+    dhcp_vendor_class VARCHAR,
+    dhcp_fingerprint VARCHAR,
+    last_ipv4 VARCHAR,
+    last_ipv6 VARCHAR,
+    pkts_sent UBIGINT NOT NULL,
+    bytes_sent UBIGINT NOT NULL,
+    pkts_recv UBIGINT NOT NULL,
+    bytes_recv UBIGINT NOT NULL,
+    flows UBIGINT NOT NULL
+);
+
+CREATE TABLE device_addresses (
+    mac VARCHAR NOT NULL,
+    addr VARCHAR NOT NULL,
+    family UTINYINT NOT NULL,       -- 4 or 6
+    first_seen TIMESTAMP NOT NULL,
+    last_seen TIMESTAMP NOT NULL,
+    source VARCHAR NOT NULL,        -- arp, dhcp, ip
+    PRIMARY KEY (mac, addr)
+);
+
+CREATE SEQUENCE alert_id_seq START 1;
+CREATE TABLE alerts (
+    id BIGINT PRIMARY KEY DEFAULT nextval('alert_id_seq'),
+    ts TIMESTAMP NOT NULL,          -- first occurrence
+    last_ts TIMESTAMP NOT NULL,
+    rule VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,      -- info, low, medium, high, critical
+    state VARCHAR NOT NULL DEFAULT 'active',  -- active, acknowledged, dismissed, resolved
+    title VARCHAR NOT NULL,
+    explanation VARCHAR,
+    device_mac VARCHAR,
+    peer VARCHAR,
+    mitre_technique VARCHAR,
+    count UBIGINT NOT NULL DEFAULT 1,
+    flow_ids BIGINT[],
+    evidence JSON
+);
+"#,
+}];
+
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}

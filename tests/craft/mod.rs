@@ -1,0 +1,316 @@
+//! Test support: craft packets with etherparse and write them as a pcap file, so the
+//! tests describe their traffic in code instead of shipping binary captures.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use etherparse::PacketBuilder;
+
+pub const CLIENT_MAC: [u8; 6] = [0xb8, 0x27, 0xeb, 0x11, 0x22, 0x33]; // Raspberry Pi Foundation OUI
+pub const ROUTER_MAC: [u8; 6] = [0x00, 0x1b, 0x21, 0x44, 0x55, 0x66]; // Intel OUI
+pub const PHONE_MAC: [u8; 6] = [0x7a, 0x11, 0x22, 0x33, 0x44, 0x55]; // locally administered
+
+/// A capture being built: packets with timestamps (µs).
+#[derive(Default)]
+pub struct Pcap {
+    pub packets: Vec<(i64, Vec<u8>)>,
+}
+
+pub const T0: i64 = 1_700_000_000_000_000; // 2023-11-14T22:13:20Z
+
+impl Pcap {
+    pub fn push(&mut self, ts: i64, frame: Vec<u8>) {
+        self.packets.push((ts, frame));
+    }
+
+    /// Writes a classic little-endian microsecond pcap with link type Ethernet.
+    pub fn write(&self, path: &Path) {
+        self.write_link(path, 1, 65535, None)
+    }
+
+    /// Writes with a given link type, snaplen, and optional per-packet truncation.
+    pub fn write_link(&self, path: &Path, linktype: u32, snaplen: u32, cut: Option<usize>) {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        f.write_all(&0xa1b2c3d4u32.to_le_bytes()).unwrap();
+        f.write_all(&2u16.to_le_bytes()).unwrap();
+        f.write_all(&4u16.to_le_bytes()).unwrap();
+        f.write_all(&0i32.to_le_bytes()).unwrap();
+        f.write_all(&0u32.to_le_bytes()).unwrap();
+        f.write_all(&snaplen.to_le_bytes()).unwrap();
+        f.write_all(&linktype.to_le_bytes()).unwrap();
+        for (ts, data) in &self.packets {
+            let caplen = cut.map_or(data.len(), |c| c.min(data.len()));
+            f.write_all(&((ts / 1_000_000) as u32).to_le_bytes())
+                .unwrap();
+            f.write_all(&((ts % 1_000_000) as u32).to_le_bytes())
+                .unwrap();
+            f.write_all(&(caplen as u32).to_le_bytes()).unwrap();
+            f.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
+            f.write_all(&data[..caplen]).unwrap();
+        }
+        f.flush().unwrap();
+    }
+}
+
+fn build(b: PacketBuilder_, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    match b {
+        PacketBuilder_::Tcp(b) => b.write(&mut v, payload).unwrap(),
+        PacketBuilder_::Udp(b) => b.write(&mut v, payload).unwrap(),
+        PacketBuilder_::Icmp(b) => b.write(&mut v, payload).unwrap(),
+    }
+    v
+}
+
+enum PacketBuilder_ {
+    Tcp(etherparse::PacketBuilderStep<etherparse::TcpHeader>),
+    Udp(etherparse::PacketBuilderStep<etherparse::UdpHeader>),
+    Icmp(etherparse::PacketBuilderStep<etherparse::Icmpv4Header>),
+}
+
+/// TCP flag set for [`tcp`].
+#[derive(Clone, Copy, Default)]
+pub struct Flags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub psh: bool,
+}
+
+pub const SYN: Flags = Flags {
+    syn: true,
+    ack: false,
+    fin: false,
+    rst: false,
+    psh: false,
+};
+pub const SYNACK: Flags = Flags {
+    syn: true,
+    ack: true,
+    fin: false,
+    rst: false,
+    psh: false,
+};
+pub const ACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+    psh: false,
+};
+pub const PSHACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+    psh: true,
+};
+pub const FINACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: true,
+    rst: false,
+    psh: false,
+};
+pub const RSTACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: true,
+    psh: false,
+};
+pub const RST: Flags = Flags {
+    syn: false,
+    ack: false,
+    fin: false,
+    rst: true,
+    psh: false,
+};
+
+#[allow(clippy::too_many_arguments)]
+pub fn tcp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, seq, 64240);
+    if flags.syn {
+        b = b.syn();
+    }
+    if flags.ack {
+        b = b.ack(ack);
+    }
+    if flags.fin {
+        b = b.fin();
+    }
+    if flags.rst {
+        b = b.rst();
+    }
+    if flags.psh {
+        b = b.psh();
+    }
+    build(PacketBuilder_::Tcp(b), payload)
+}
+
+pub fn udp(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport);
+    build(PacketBuilder_::Udp(b), payload)
+}
+
+pub fn icmp_echo(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    reply: bool,
+    id: u16,
+    seq: u16,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, 64);
+    let b = if reply {
+        b.icmpv4_echo_reply(id, seq)
+    } else {
+        b.icmpv4_echo_request(id, seq)
+    };
+    build(PacketBuilder_::Icmp(b), &[0u8; 32])
+}
+
+/// An ARP frame (request when `target_mac` is all zeros, else a reply).
+pub fn arp(
+    sender_mac: [u8; 6],
+    sender_ip: [u8; 4],
+    target_mac: [u8; 6],
+    target_ip: [u8; 4],
+) -> Vec<u8> {
+    let reply = target_mac != [0; 6];
+    let mut v = Vec::new();
+    v.extend_from_slice(if reply { &target_mac } else { &[0xff; 6] });
+    v.extend_from_slice(&sender_mac);
+    v.extend_from_slice(&[
+        0x08,
+        0x06,
+        0,
+        1,
+        0x08,
+        0,
+        6,
+        4,
+        0,
+        if reply { 2 } else { 1 },
+    ]);
+    v.extend_from_slice(&sender_mac);
+    v.extend_from_slice(&sender_ip);
+    v.extend_from_slice(&target_mac);
+    v.extend_from_slice(&target_ip);
+    v
+}
+
+/// A DNS message with one question and A answers (empty `answers`: a query).
+pub fn dns_message(
+    id: u16,
+    response: bool,
+    rcode: u8,
+    name: &str,
+    qtype: u16,
+    answers: &[(Ipv4Addr, u32)],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&id.to_be_bytes());
+    let flags: u16 = if response {
+        0x8180 | rcode as u16
+    } else {
+        0x0100
+    };
+    v.extend_from_slice(&flags.to_be_bytes());
+    v.extend_from_slice(&1u16.to_be_bytes());
+    v.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    v.extend_from_slice(&0u16.to_be_bytes());
+    v.extend_from_slice(&0u16.to_be_bytes());
+    for label in name.split('.') {
+        v.push(label.len() as u8);
+        v.extend_from_slice(label.as_bytes());
+    }
+    v.push(0);
+    v.extend_from_slice(&qtype.to_be_bytes());
+    v.extend_from_slice(&1u16.to_be_bytes());
+    for (ip, ttl) in answers {
+        v.extend_from_slice(&[0xc0, 0x0c]);
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v.extend_from_slice(&ttl.to_be_bytes());
+        v.extend_from_slice(&4u16.to_be_bytes());
+        v.extend_from_slice(&ip.octets());
+    }
+    v
+}
+
+/// A DHCP message (BOOTP + options) from `client_mac`.
+pub fn dhcp_message(
+    op: u8,
+    msg_type: u8,
+    xid: u32,
+    client_mac: [u8; 6],
+    yiaddr: [u8; 4],
+    hostname: Option<&str>,
+    vendor: Option<&str>,
+    params: &[u8],
+) -> Vec<u8> {
+    let mut v = vec![op, 1, 6, 0];
+    v.extend_from_slice(&xid.to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0x80, 0]);
+    v.extend_from_slice(&[0; 4]); // ciaddr
+    v.extend_from_slice(&yiaddr);
+    v.extend_from_slice(&[0; 4]); // siaddr
+    v.extend_from_slice(&[0; 4]); // giaddr
+    v.extend_from_slice(&client_mac);
+    v.extend_from_slice(&[0; 10]);
+    v.extend_from_slice(&[0; 64]); // sname
+    v.extend_from_slice(&[0; 128]); // file
+    v.extend_from_slice(&[99, 130, 83, 99]);
+    v.extend_from_slice(&[53, 1, msg_type]);
+    if let Some(h) = hostname {
+        v.push(12);
+        v.push(h.len() as u8);
+        v.extend_from_slice(h.as_bytes());
+    }
+    if let Some(vc) = vendor {
+        v.push(60);
+        v.push(vc.len() as u8);
+        v.extend_from_slice(vc.as_bytes());
+    }
+    if !params.is_empty() {
+        v.push(55);
+        v.push(params.len() as u8);
+        v.extend_from_slice(params);
+    }
+    if op == 2 {
+        v.extend_from_slice(&[54, 4, 192, 168, 1, 1]);
+        v.extend_from_slice(&[51, 4, 0, 0, 0x0e, 0x10]);
+        v.extend_from_slice(&[3, 4, 192, 168, 1, 1]);
+        v.extend_from_slice(&[6, 4, 192, 168, 1, 1]);
+    }
+    v.push(255);
+    v
+}

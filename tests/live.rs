@@ -1,0 +1,218 @@
+//! Live capture test: a network namespace joined to the host by a veth pair, real
+//! traffic (ping, a DNS query, an HTTP request) crossing it while `netguardian capture`
+//! listens on the host end. Needs root (CI runs as root); skips with a message otherwise.
+
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Netns {
+    ns: String,
+    host_if: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+fn sh(args: &[&str]) {
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect(args[0]);
+    assert!(st.success(), "command failed: {args:?}");
+}
+
+fn can_run() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root".into());
+    }
+    for tool in ["ip", "ping"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return Err(format!("{tool} not installed"));
+        }
+    }
+    Ok(())
+}
+
+/// Answers DNS queries on `sock` with one A record, until `n` have been answered.
+fn dns_responder(sock: UdpSocket, n: usize) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for _ in 0..n {
+            let Ok((len, peer)) = sock.recv_from(&mut buf) else {
+                return;
+            };
+            let mut r = buf[..len].to_vec();
+            r[2] = 0x81;
+            r[3] = 0x80;
+            r[7] = 1; // one answer
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 213, 0, 1]);
+            let _ = sock.send_to(&r, peer);
+        }
+    })
+}
+
+#[test]
+fn live_capture_on_veth() {
+    if let Err(why) = can_run() {
+        eprintln!("skipping live capture test: {why} (needs root, iproute2 and ping)");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let env = Netns {
+        ns: format!("ngt{id}"),
+        host_if: format!("ngh{id}"),
+    };
+    let peer_if = format!("ngp{id}");
+    sh(&["ip", "netns", "add", &env.ns]);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        &env.host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer_if,
+    ]);
+    sh(&["ip", "link", "set", &peer_if, "netns", &env.ns]);
+    sh(&["ip", "addr", "add", "10.213.0.1/24", "dev", &env.host_if]);
+    sh(&["ip", "link", "set", &env.host_if, "up"]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &env.ns,
+        "ip",
+        "addr",
+        "add",
+        "10.213.0.2/24",
+        "dev",
+        &peer_if,
+    ]);
+    sh(&[
+        "ip", "netns", "exec", &env.ns, "ip", "link", "set", &peer_if, "up",
+    ]);
+    sh(&[
+        "ip", "netns", "exec", &env.ns, "ip", "link", "set", "lo", "up",
+    ]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.duckdb");
+    let summary = dir.path().join("summary.json");
+    let mut cap = Command::new(env!("CARGO_BIN_EXE_netguardian"))
+        .args([
+            "capture",
+            "--interface",
+            &env.host_if,
+            "--duration",
+            "8",
+            "--db",
+        ])
+        .arg(&db)
+        .arg("--summary-json")
+        .arg(&summary)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // DNS: a responder on the host, a query from the namespace.
+    let dns_sock = UdpSocket::bind("10.213.0.1:53").unwrap();
+    let dns = dns_responder(dns_sock, 1);
+    // HTTP: a server on the host, a request from the namespace.
+    let http = std::net::TcpListener::bind("10.213.0.1:8080").unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = http.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    });
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &env.ns,
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "10.213.0.1",
+    ]);
+    let py = r#"
+import socket, urllib.request
+q = bytes.fromhex('beef01000001000000000000') + b'\x07printer\x04home\x00' + bytes.fromhex('00010001')
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.sendto(q, ('10.213.0.1', 53)); s.recv(512)
+urllib.request.urlopen('http://10.213.0.1:8080/live-test', timeout=5).read()
+"#;
+    sh(&["ip", "netns", "exec", &env.ns, "python3", "-c", py]);
+    dns.join().unwrap();
+    server.join().unwrap();
+
+    let status = cap.wait().unwrap();
+    assert!(status.success(), "capture exited with {status}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(s["packets"].as_u64().unwrap() >= 6 + 2 + 5, "{s}");
+
+    let store = netguardian::store::Store::open(&db).unwrap();
+    let conn = store.connection().unwrap();
+    let flows: Vec<String> = conn
+        .prepare("SELECT proto || ' ' || orig_addr || ' ' || resp_addr || ' ' || resp_port || ' ' || conn_state || ' ' || orig_pkts || ' ' || resp_pkts FROM flows WHERE orig_addr = '10.213.0.2' ORDER BY proto, resp_port")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        flows.contains(&"icmp 10.213.0.2 10.213.0.1 0 SF 3 3".to_string()),
+        "{flows:?}"
+    );
+    assert!(
+        flows.contains(&"udp 10.213.0.2 10.213.0.1 53 SF 1 1".to_string()),
+        "{flows:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.starts_with("tcp 10.213.0.2 10.213.0.1 8080 SF")),
+        "{flows:?}"
+    );
+    let uri: String = conn
+        .query_row("SELECT uri || ' ' || status FROM http", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(uri, "/live-test 204");
+    let dns: String = conn
+        .query_row("SELECT query || ' ' || answers[1] FROM dns", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(dns, "printer.home 10.213.0.1");
+    let devices: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM device_addresses WHERE addr IN ('10.213.0.1', '10.213.0.2')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(devices, 2, "both veth ends are learned as devices");
+}

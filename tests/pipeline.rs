@@ -1,0 +1,585 @@
+//! End-to-end tests of the data plane on crafted captures: packets are built with
+//! etherparse, written as pcap, run through the same pipeline `analyze` uses, and the
+//! resulting DuckDB rows are checked exactly.
+
+mod craft;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use craft::*;
+use netguardian::capture::Progress;
+use netguardian::config::Config;
+use netguardian::pipeline::{self, Input, RunSummary};
+use netguardian::store::Store;
+
+const C: [u8; 4] = [192, 168, 1, 10];
+const S: [u8; 4] = [93, 184, 216, 34];
+const GW: [u8; 4] = [192, 168, 1, 1];
+const SEC: i64 = 1_000_000;
+
+fn run_files(cfg: &Config, store: &Store, files: Vec<PathBuf>) -> RunSummary {
+    pipeline::run(
+        cfg,
+        store,
+        Input::Files(files),
+        Arc::new(Progress::default()),
+        Arc::new(AtomicBool::new(false)),
+        None,
+    )
+    .expect("pipeline run")
+}
+
+fn analyze(pcap: &Pcap, cfg: &Config) -> (tempfile::TempDir, Store, RunSummary) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.pcap");
+    pcap.write(&p);
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let s = run_files(cfg, &store, vec![p]);
+    (dir, store, s)
+}
+
+fn q<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> Vec<T> {
+    let conn = store.connection().unwrap();
+    let mut st = conn.prepare(sql).unwrap();
+    st.query_map([], |r| r.get::<_, T>(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn q1<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> T {
+    let mut v = q::<T>(store, sql);
+    assert_eq!(v.len(), 1, "{sql}: expected one row, got {}", v.len());
+    v.remove(0)
+}
+
+/// A complete HTTP exchange: handshake, request, response, FIN/FIN, last ACK.
+fn http_session(p: &mut Pcap, t: i64, sport: u16) {
+    let req = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
+    let (c, s) = (CLIENT_MAC, ROUTER_MAC);
+    p.push(t, tcp(c, s, C, sport, S, 80, 100, 0, SYN, &[]));
+    p.push(t + 1000, tcp(s, c, S, 80, C, sport, 500, 101, SYNACK, &[]));
+    p.push(t + 2000, tcp(c, s, C, sport, S, 80, 101, 501, ACK, &[]));
+    p.push(t + 3000, tcp(c, s, C, sport, S, 80, 101, 501, PSHACK, req));
+    let r = 101 + req.len() as u32;
+    p.push(t + 4000, tcp(s, c, S, 80, C, sport, 501, r, PSHACK, resp));
+    let a = 501 + resp.len() as u32;
+    p.push(t + 5000, tcp(c, s, C, sport, S, 80, r, a, FINACK, &[]));
+    p.push(t + 6000, tcp(s, c, S, 80, C, sport, a, r + 1, FINACK, &[]));
+    p.push(t + 7000, tcp(c, s, C, sport, S, 80, r + 1, a + 1, ACK, &[]));
+}
+
+#[test]
+fn http_session_becomes_one_sf_flow_with_metadata() {
+    let mut p = Pcap::default();
+    http_session(&mut p, T0, 40000);
+    let (_d, store, sum) = analyze(&p, &Config::default());
+    assert_eq!(sum.packets, 8);
+    assert_eq!(sum.flows, 1);
+    assert_eq!(q1::<String>(&store, "SELECT conn_state FROM flows"), "SF");
+    assert_eq!(q1::<String>(&store, "SELECT history FROM flows"), "ShADdFf");
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT orig_addr || ':' || orig_port || '>' || resp_addr || ':' || resp_port FROM flows"
+        ),
+        "192.168.1.10:40000>93.184.216.34:80"
+    );
+    // Client: SYN 54 + ACK 54 + request (54+70) + FIN 54 + ACK 54; server: SYN-ACK, response (54+65), FIN.
+    let (op, ob, opl): (u64, u64, u64) = {
+        let conn = store.connection().unwrap();
+        conn.query_row(
+            "SELECT orig_pkts, orig_bytes, orig_payload_bytes FROM flows",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!((op, ob, opl), (5, 5 * 54 + 69, 69), "request is 69 bytes");
+    assert_eq!(q1::<u64>(&store, "SELECT resp_pkts FROM flows"), 3);
+    assert_eq!(
+        q1::<u64>(&store, "SELECT resp_bytes FROM flows"),
+        3 * 54 + 69
+    );
+    assert_eq!(
+        q1::<u64>(&store, "SELECT resp_payload_bytes FROM flows"),
+        69
+    );
+    assert_eq!(q1::<f64>(&store, "SELECT duration FROM flows"), 0.007);
+    assert_eq!(q1::<String>(&store, "SELECT app_proto FROM flows"), "http");
+    assert_eq!(
+        q1::<String>(&store, "SELECT end_reason FROM flows"),
+        "shutdown"
+    );
+    assert_eq!(
+        q1::<String>(&store, "SELECT orig_mac FROM flows"),
+        "b8:27:eb:11:22:33"
+    );
+    assert_eq!(q1::<String>(&store, "SELECT proto FROM flows"), "tcp");
+    assert_eq!(
+        q1::<u32>(
+            &store,
+            "SELECT orig_syn + orig_fin * 10 + resp_syn * 100 + resp_fin * 1000 FROM flows"
+        ),
+        1111
+    );
+    // HTTP metadata, linked to the flow.
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT method || ' ' || host || uri || ' ' || status || ' ' || user_agent FROM http"
+        ),
+        "GET example.com/index.html 200 curl/8.0"
+    );
+    assert_eq!(
+        q1::<i64>(
+            &store,
+            "SELECT count(*) FROM http JOIN flows ON http.flow_id = flows.id"
+        ),
+        1
+    );
+    // Timestamps are packet time.
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT strftime(ts, '%Y-%m-%d %H:%M:%S.%f') FROM flows"
+        ),
+        "2023-11-14 22:13:20.000000"
+    );
+}
+
+#[test]
+fn rejected_unanswered_and_midstream_connections() {
+    let mut p = Pcap::default();
+    let (c, s) = (CLIENT_MAC, ROUTER_MAC);
+    // REJ: SYN answered by RST.
+    p.push(T0, tcp(c, s, C, 40001, S, 23, 1, 0, SYN, &[]));
+    p.push(T0 + 100, tcp(s, c, S, 23, C, 40001, 0, 2, RSTACK, &[]));
+    // S0: SYN, never answered.
+    p.push(T0 + 200, tcp(c, s, C, 40002, S, 3389, 1, 0, SYN, &[]));
+    // SYN-ACK seen first: the other side is the initiator.
+    p.push(T0 + 300, tcp(s, c, S, 443, C, 40003, 9, 2, SYNACK, &[]));
+    p.push(T0 + 400, tcp(c, s, C, 40003, S, 443, 2, 10, ACK, &[]));
+    let (_d, store, _) = analyze(&p, &Config::default());
+    let rows = q::<String>(
+        &store,
+        "SELECT resp_port || ' ' || conn_state || ' ' || history || ' ' || orig_addr FROM flows ORDER BY resp_port",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            "23 REJ Sr 192.168.1.10",
+            "443 OTH ^hA 192.168.1.10",
+            "3389 S0 S 192.168.1.10",
+        ]
+    );
+}
+
+#[test]
+fn dns_transaction_and_udp_flow() {
+    let mut p = Pcap::default();
+    let query = dns_message(0x1234, false, 0, "www.example.com", 1, &[]);
+    let r = dns_message(
+        0x1234,
+        true,
+        0,
+        "www.example.com",
+        1,
+        &[(Ipv4Addr::new(93, 184, 216, 34), 300)],
+    );
+    let nx = dns_message(0x7777, true, 3, "nope.example.com", 1, &[]);
+    let nq = dns_message(0x7777, false, 0, "nope.example.com", 1, &[]);
+    p.push(T0, udp(CLIENT_MAC, ROUTER_MAC, C, 53000, GW, 53, &query));
+    p.push(
+        T0 + 12_000,
+        udp(ROUTER_MAC, CLIENT_MAC, GW, 53, C, 53000, &r),
+    );
+    p.push(
+        T0 + 20_000,
+        udp(CLIENT_MAC, ROUTER_MAC, C, 53001, GW, 53, &nq),
+    );
+    p.push(
+        T0 + 25_000,
+        udp(ROUTER_MAC, CLIENT_MAC, GW, 53, C, 53001, &nx),
+    );
+    let (_d, store, sum) = analyze(&p, &Config::default());
+    assert_eq!(sum.dns, 2);
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT query || ' ' || qtype_name || ' ' || rcode_name || ' ' || coalesce(answers[1], '-') || ' ' || coalesce(ttls[1]::VARCHAR, '-') FROM dns ORDER BY ts"
+        ),
+        vec![
+            "www.example.com A NOERROR 93.184.216.34 300",
+            "nope.example.com A NXDOMAIN - -"
+        ]
+    );
+    assert_eq!(
+        q1::<f64>(&store, "SELECT rtt FROM dns WHERE trans_id = 4660"),
+        0.012
+    );
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT conn_state || ' ' || history || ' ' || app_proto FROM flows ORDER BY ts"
+        ),
+        vec!["SF Dd dns", "SF Dd dns"]
+    );
+}
+
+#[test]
+fn devices_from_arp_and_dhcp() {
+    let mut p = Pcap::default();
+    let params = [1u8, 121, 3, 6, 15, 119, 252];
+    let disc = dhcp_message(
+        1,
+        1,
+        0xabcd,
+        PHONE_MAC,
+        [0; 4],
+        Some("Pixel-7"),
+        Some("android-dhcp-14"),
+        &params,
+    );
+    let ack = dhcp_message(2, 5, 0xabcd, PHONE_MAC, [192, 168, 1, 23], None, None, &[]);
+    p.push(
+        T0,
+        udp(PHONE_MAC, [0xff; 6], [0, 0, 0, 0], 68, [255; 4], 67, &disc),
+    );
+    p.push(
+        T0 + 1000,
+        udp(ROUTER_MAC, PHONE_MAC, GW, 67, [192, 168, 1, 23], 68, &ack),
+    );
+    p.push(T0 + 2000, arp(ROUTER_MAC, GW, [0; 6], [192, 168, 1, 23]));
+    p.push(T0 + 3000, arp(PHONE_MAC, [192, 168, 1, 23], ROUTER_MAC, GW));
+    http_session(&mut p, T0 + 10 * SEC, 40010);
+    let (_d, store, sum) = analyze(&p, &Config::default());
+    assert_eq!(sum.dhcp, 2);
+    assert_eq!(sum.devices, 3, "phone, router, client");
+    let phone = q1::<String>(
+        &store,
+        "SELECT hostname || ' ' || randomized || ' ' || dhcp_vendor_class || ' ' || dhcp_fingerprint || ' ' || last_ipv4 FROM devices WHERE mac = '7a:11:22:33:44:55'",
+    );
+    assert_eq!(
+        phone,
+        "Pixel-7 true android-dhcp-14 1,121,3,6,15,119,252 192.168.1.23"
+    );
+    assert!(
+        q1::<Option<String>>(
+            &store,
+            "SELECT vendor FROM devices WHERE mac = '7a:11:22:33:44:55'"
+        )
+        .is_none()
+    );
+    let pi_vendor = q1::<String>(
+        &store,
+        "SELECT vendor FROM devices WHERE mac = 'b8:27:eb:11:22:33'",
+    );
+    assert!(
+        pi_vendor.to_lowercase().contains("raspberry"),
+        "{pi_vendor}"
+    );
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT mac || ' ' || addr || ' ' || source FROM device_addresses ORDER BY mac, addr"
+        ),
+        vec![
+            "00:1b:21:44:55:66 192.168.1.1 ip",
+            "7a:11:22:33:44:55 192.168.1.23 dhcp",
+            "b8:27:eb:11:22:33 192.168.1.10 ip",
+        ]
+    );
+    // The client device carries its traffic counters and its one flow.
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT pkts_sent || ' ' || pkts_recv || ' ' || flows FROM devices WHERE mac = 'b8:27:eb:11:22:33'"
+        ),
+        "5 3 1"
+    );
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT client_mac || ' ' || msg_type || ' ' || hostname FROM dhcp WHERE msg_type = 'DISCOVER'"
+        ),
+        "7a:11:22:33:44:55 DISCOVER Pixel-7"
+    );
+}
+
+#[test]
+fn malformed_packets_are_counted_by_reason() {
+    let mut p = Pcap::default();
+    http_session(&mut p, T0, 40020);
+    let good = udp(CLIENT_MAC, ROUTER_MAC, C, 1, GW, 2, b"x");
+    p.push(T0 + 10, good[..10].to_vec()); // shorter than an Ethernet header
+    p.push(T0 + 20, good[..14 + 8].to_vec()); // IPv4 header cut
+    let t = tcp(CLIENT_MAC, ROUTER_MAC, C, 1, GW, 2, 0, 0, SYN, &[]);
+    p.push(T0 + 30, t[..14 + 20 + 6].to_vec()); // TCP header cut
+    let (_d, store, sum) = analyze(&p, &Config::default());
+    assert_eq!(sum.packets, 11);
+    assert_eq!(sum.malformed, 3);
+    assert_eq!(
+        sum.malformed_by_reason.get("truncated_link_header"),
+        Some(&1)
+    );
+    assert_eq!(sum.malformed_by_reason.get("truncated_ip_header"), Some(&1));
+    assert_eq!(
+        sum.malformed_by_reason.get("truncated_tcp_header"),
+        Some(&1)
+    );
+    assert_eq!(sum.flows, 1);
+    let reasons = q1::<String>(&store, "SELECT malformed_by_reason FROM capture_stats");
+    assert!(reasons.contains("\"truncated_tcp_header\":1"), "{reasons}");
+}
+
+#[test]
+fn idle_timeout_splits_and_active_timeout_updates() {
+    let mut cfg = Config::default();
+    cfg.flow.udp_idle_timeout_secs = 60.0;
+    cfg.flow.active_timeout_secs = 100.0;
+    let mut p = Pcap::default();
+    // A UDP conversation every 10 s for 250 s: one flow, updated at the active timeout.
+    for i in 0..26 {
+        p.push(
+            T0 + i * 10 * SEC,
+            udp(CLIENT_MAC, ROUTER_MAC, C, 5000, S, 4000, b"ping"),
+        );
+    }
+    // Silence for 2 minutes, then the same 5-tuple again: a new flow.
+    p.push(
+        T0 + 370 * SEC,
+        udp(CLIENT_MAC, ROUTER_MAC, C, 5000, S, 4000, b"ping"),
+    );
+    let (_d, store, sum) = analyze(&p, &cfg);
+    assert_eq!(sum.flows, 2);
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT orig_pkts || ' ' || end_reason || ' ' || is_final FROM flows ORDER BY ts"
+        ),
+        vec!["26 idle true", "1 shutdown true"],
+        "the active-timeout update rows were replaced by the final rows"
+    );
+    assert_eq!(
+        q1::<f64>(
+            &store,
+            "SELECT orig_iat_mean FROM flows ORDER BY ts LIMIT 1"
+        ),
+        10.0
+    );
+}
+
+#[test]
+fn flow_table_cap_evicts_and_counts() {
+    let mut cfg = Config::default();
+    cfg.flow.max_flows = 64;
+    let mut p = Pcap::default();
+    // A SYN flood from 1000 spoofed sources.
+    for i in 0..1000u32 {
+        let src = [10, 9, (i >> 8) as u8, i as u8];
+        p.push(
+            T0 + i as i64,
+            tcp(
+                ROUTER_MAC,
+                CLIENT_MAC,
+                src,
+                1024 + i as u16,
+                C,
+                80,
+                i,
+                0,
+                SYN,
+                &[],
+            ),
+        );
+    }
+    let (_d, store, sum) = analyze(&p, &cfg);
+    assert_eq!(sum.flows, 1000);
+    assert!(
+        sum.peak_active_flows <= 64,
+        "peak {}",
+        sum.peak_active_flows
+    );
+    assert!(
+        sum.flows_evicted >= 1000 - 64,
+        "evicted {}",
+        sum.flows_evicted
+    );
+    assert_eq!(
+        q1::<i64>(&store, "SELECT count(*) FROM flows"),
+        1000,
+        "evicted flows are written, not lost"
+    );
+    assert_eq!(
+        q1::<i64>(
+            &store,
+            "SELECT count(*) FROM flows WHERE end_reason = 'evicted'"
+        ) as u64,
+        sum.flows_evicted
+    );
+}
+
+#[test]
+fn icmp_echo_pairs_and_ipv6() {
+    let mut p = Pcap::default();
+    p.push(T0, icmp_echo(CLIENT_MAC, ROUTER_MAC, C, S, false, 7, 1));
+    p.push(
+        T0 + 500,
+        icmp_echo(ROUTER_MAC, CLIENT_MAC, S, C, true, 7, 1),
+    );
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC)
+        .ipv6(
+            "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "2001:db8::53"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            64,
+        )
+        .udp(5555, 53);
+    let mut v6 = Vec::new();
+    b.write(&mut v6, &dns_message(1, false, 0, "example.org", 28, &[]))
+        .unwrap();
+    p.push(T0 + 1000, v6);
+    let (_d, store, _) = analyze(&p, &Config::default());
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT proto || ' ' || orig_addr || ' ' || resp_addr || ' ' || orig_port || ' ' || resp_port || ' ' || conn_state || ' ' || community_id FROM flows ORDER BY ts"
+        ),
+        vec![
+            format!(
+                "icmp 192.168.1.10 93.184.216.34 8 0 SF {}",
+                netguardian::flow::community_id::community_id(
+                    1,
+                    "192.168.1.10".parse().unwrap(),
+                    8,
+                    "93.184.216.34".parse().unwrap(),
+                    0
+                )
+            ),
+            format!(
+                "udp fe80::1 2001:db8::53 5555 53 S0 {}",
+                netguardian::flow::community_id::community_id(
+                    17,
+                    "fe80::1".parse().unwrap(),
+                    5555,
+                    "2001:db8::53".parse().unwrap(),
+                    53
+                )
+            ),
+        ]
+    );
+    assert_eq!(
+        q1::<String>(&store, "SELECT query || ' ' || qtype_name FROM dns"),
+        "example.org AAAA"
+    );
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT addr FROM device_addresses WHERE addr LIKE 'fe80%'"
+        ),
+        "fe80::1"
+    );
+}
+
+#[test]
+fn corrupt_file_is_named_and_earlier_data_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.pcap");
+    let mut p = Pcap::default();
+    http_session(&mut p, T0, 40030);
+    p.write(&good);
+    let not_pcap = dir.path().join("notes.pcap");
+    std::fs::write(&not_pcap, b"this is not a capture file at all").unwrap();
+    // A capture cut off in the middle of a record.
+    let cut = dir.path().join("cut.pcap");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let first = run_files(&Config::default(), &store, vec![good.clone()]);
+    assert_eq!(first.flows, 1);
+    let second = run_files(&Config::default(), &store, vec![not_pcap, cut]);
+    assert_eq!(second.errors.len(), 2, "{:?}", second.errors);
+    assert!(
+        second.errors[0].contains("notes.pcap") && second.errors[0].contains("not a pcap"),
+        "{:?}",
+        second.errors
+    );
+    assert!(second.errors[1].contains("cut.pcap"), "{:?}", second.errors);
+    assert_eq!(second.packets, 7, "packets before the damage are kept");
+    assert_eq!(q1::<i64>(&store, "SELECT count(*) FROM flows"), 2);
+    assert_eq!(q1::<i64>(&store, "SELECT count(*) FROM runs"), 2);
+}
+
+#[test]
+fn linux_sll_and_raw_ip_link_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = udp(CLIENT_MAC, ROUTER_MAC, C, 1234, S, 4321, b"abc");
+    let ip = frame[14..].to_vec();
+    // SLL: packet type, ARPHRD_ETHER, addr len 6, addr(8), protocol.
+    let mut sll = vec![0, 4, 0, 1, 0, 6];
+    sll.extend_from_slice(&CLIENT_MAC);
+    sll.extend_from_slice(&[0, 0, 0x08, 0x00]);
+    sll.extend_from_slice(&ip);
+    let mut a = Pcap::default();
+    a.push(T0, sll);
+    let pa = dir.path().join("sll.pcap");
+    a.write_link(&pa, 113, 65535, None);
+    let mut b = Pcap::default();
+    // Another source port: the same 5-tuple in two files of one run is one flow.
+    let raw = udp(CLIENT_MAC, ROUTER_MAC, C, 1235, S, 4321, b"abc")[14..].to_vec();
+    b.push(T0, raw);
+    let pb = dir.path().join("raw.pcap");
+    b.write_link(&pb, 101, 65535, None);
+    let mut c = Pcap::default();
+    c.push(T0, ip);
+    let pc = dir.path().join("wifi.pcap");
+    c.write_link(&pc, 105, 65535, None); // 802.11: not decoded
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let s = run_files(&Config::default(), &store, vec![pa, pb, pc]);
+    assert_eq!(s.packets, 3);
+    assert_eq!(s.unsupported_link, 1);
+    assert_eq!(s.malformed, 0);
+    assert_eq!(
+        q1::<i64>(&store, "SELECT count(*) FROM flows WHERE resp_port = 4321"),
+        2
+    );
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT link_type FROM capture_stats ORDER BY source"
+        ),
+        vec!["raw_ip", "linux_sll", "unsupported(105)"]
+    );
+}
+
+#[test]
+fn snaplen_truncated_capture_counts_wire_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pcap::default();
+    http_session(&mut p, T0, 40040);
+    let path = dir.path().join("snap.pcap");
+    p.write_link(&path, 1, 60, Some(60));
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let s = run_files(&Config::default(), &store, vec![path]);
+    assert_eq!(s.malformed, 0);
+    assert_eq!(
+        q1::<u64>(&store, "SELECT orig_payload_bytes FROM flows"),
+        69
+    );
+    assert_eq!(
+        q1::<u64>(&store, "SELECT orig_bytes FROM flows"),
+        5 * 54 + 69
+    );
+}
+
+#[allow(dead_code)]
+fn exists(p: &Path) -> bool {
+    p.exists()
+}
