@@ -135,7 +135,8 @@ fn flows_match_ndpi_per_direction() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("ndpi.duckdb")).unwrap();
     let conn = store.connection().unwrap();
-    let (mut flows, mut pkt_ok, mut byte_checked, mut byte_ok, mut missing) = (0, 0, 0, 0, 0);
+    let (mut flows, mut pkt_ok, mut byte_checked, mut byte_ok, mut missing, mut excluded) =
+        (0, 0, 0, 0, 0, 0);
     let mut mismatches = Vec::new();
     for name in ndpi::EXACT_MATCH_CAPTURES {
         let path = pcaps.join(name);
@@ -183,6 +184,12 @@ fn flows_match_ndpi_per_direction() {
         }
         for f in &expected.flows {
             let Some(proto) = f.proto_num else { continue };
+            // IPsec AH authenticates without encrypting: etherparse decodes through it and
+            // we key the flow by the transport behind it, where nDPI keys by AH (51).
+            if proto == 51 {
+                excluded += 1;
+                continue;
+            }
             flows += 1;
             let k = (proto, f.key().2, f.key().3);
             let Some(sides) = ours.get(&k) else {
@@ -194,7 +201,16 @@ fn flows_match_ndpi_per_direction() {
                 continue;
             };
             let get = |t: &str, p: u16| sides.get(&(t.to_string(), p)).copied().unwrap_or_default();
-            let (a, b) = (get(&f.src_text, f.src_port), get(&f.dst_text, f.dst_port));
+            let (a, mut b) = (get(&f.src_text, f.src_port), get(&f.dst_text, f.dst_port));
+            // A host talking to itself (::1 -> ::1): both directions are one endpoint,
+            // so compare the totals.
+            let f = &mut f.clone();
+            if (&f.src_text, f.src_port) == (&f.dst_text, f.dst_port) {
+                (f.src_pkts, f.src_bytes, f.dst_pkts, f.dst_bytes) =
+                    (f.src_pkts + f.dst_pkts, f.src_bytes + f.dst_bytes, 0, 0);
+                b = Sent::default();
+                // (`a` already holds both directions: they share one endpoint entry.)
+            }
             if a.pkts == f.src_pkts && b.pkts == f.dst_pkts {
                 pkt_ok += 1;
             } else {
@@ -233,7 +249,7 @@ fn flows_match_ndpi_per_direction() {
         }
     }
     eprintln!(
-        "nDPI oracle: {flows} flows in {} captures; packets per direction equal on {pkt_ok}, bytes equal on {byte_ok} of {byte_checked} (captures with caplen == len), {missing} not found",
+        "nDPI oracle: {flows} flows in {} captures; packets per direction equal on {pkt_ok}, bytes equal on {byte_ok} of {byte_checked} (captures with caplen == len), {missing} not found, {excluded} AH flows excluded",
         ndpi::EXACT_MATCH_CAPTURES.len()
     );
     for m in mismatches.iter().take(30) {
