@@ -17,6 +17,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/netguardian/config.toml";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct Config {
     /// Directory for the database and other state. Empty: `$STATE_DIRECTORY`, else a
     /// per-user default.
@@ -25,18 +26,6 @@ pub struct Config {
     pub flow: FlowConfig,
     pub network: NetworkConfig,
     pub pipeline: PipelineConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            state_dir: None,
-            capture: CaptureConfig::default(),
-            flow: FlowConfig::default(),
-            network: NetworkConfig::default(),
-            pipeline: PipelineConfig::default(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

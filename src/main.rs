@@ -209,7 +209,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -218,6 +218,16 @@ fn thousands(n: u64) -> String {
 }
 
 fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow::Result<()> {
+    // The JSON first: a closed stdout (`| head`) must not lose it.
+    if let Some(path) = &json {
+        std::fs::write(path, serde_json::to_string_pretty(s)?)?;
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // Printing errors (a closed pipe) are ignored: the work is done and stored.
+    macro_rules! println {
+        ($($t:tt)*) => { let _ = writeln!(out, $($t)*); };
+    }
     println!(
         "packets    {} ({:.1} MB) in {:.2} s, {:.0} packets/s",
         thousands(s.packets),
@@ -274,8 +284,5 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
         println!("error      {e}");
     }
     println!("database   {}", db.display());
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(s)?)?;
-    }
     Ok(())
 }

@@ -127,5 +127,5 @@ pub fn stopped(stop: &StopFlag) -> bool {
 
 /// Converts a libpcap timeval to µs since the epoch.
 pub fn timeval_us(tv: &libc::timeval) -> i64 {
-    (tv.tv_sec as i64).saturating_mul(1_000_000) + tv.tv_usec as i64
+    tv.tv_sec.saturating_mul(1_000_000) + tv.tv_usec
 }

@@ -408,11 +408,8 @@ mod tests {
         let f = tcp_frame(b"hello world");
         let mut reasons = std::collections::BTreeSet::new();
         for n in 0..f.len() {
-            match decode(LinkType::Ethernet, &f[..n]) {
-                Err(r) => {
-                    reasons.insert(r);
-                }
-                Ok(_) => {}
+            if let Err(r) = decode(LinkType::Ethernet, &f[..n]) {
+                reasons.insert(r);
             }
         }
         assert!(reasons.contains(&Malformed::TruncatedLink));

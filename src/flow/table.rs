@@ -219,17 +219,17 @@ impl FlowTable {
             Direction::Orig => (0, 1),
             Direction::Resp => (1, 0),
         };
-        if !flow.has_mac[me] {
-            if let Some(m) = p.src_mac {
-                flow.macs[me] = m;
-                flow.has_mac[me] = true;
-            }
+        if !flow.has_mac[me]
+            && let Some(m) = p.src_mac
+        {
+            flow.macs[me] = m;
+            flow.has_mac[me] = true;
         }
-        if !flow.has_mac[peer] {
-            if let Some(m) = p.dst_mac {
-                flow.macs[peer] = m;
-                flow.has_mac[peer] = true;
-            }
+        if !flow.has_mac[peer]
+            && let Some(m) = p.dst_mac
+        {
+            flow.macs[peer] = m;
+            flow.has_mac[peer] = true;
         }
         let orig = dir == Direction::Orig;
         let has_payload = p.payload_len > 0;

@@ -135,10 +135,10 @@ impl Inventory {
         if ip.is_unspecified() || ip.is_multicast() {
             return;
         }
-        if let IpAddr::V4(v4) = ip {
-            if v4.is_broadcast() {
-                return;
-            }
+        if let IpAddr::V4(v4) = ip
+            && v4.is_broadcast()
+        {
+            return;
         }
         let d = self.device(mac, ts);
         match d.addrs.get_mut(&ip) {
@@ -181,10 +181,10 @@ impl Inventory {
     ) {
         if let Some(m) = src_mac.filter(|m| usable_mac(*m)) {
             let local_src = src_ip.map(|ip| ip.is_unspecified() || self.is_local(ip));
-            if local_src == Some(true) {
-                if let Some(ip) = src_ip {
-                    self.see_addr(m, ip, ts, "ip");
-                }
+            if local_src == Some(true)
+                && let Some(ip) = src_ip
+            {
+                self.see_addr(m, ip, ts, "ip");
             }
             if let Some(d) = self.devices.get_mut(&m) {
                 d.rec.last_seen = d.rec.last_seen.max(ts);
@@ -193,12 +193,12 @@ impl Inventory {
                 d.dirty = true;
             }
         }
-        if let Some(m) = dst_mac {
-            if let Some(d) = self.devices.get_mut(&m) {
-                d.rec.pkts_recv += 1;
-                d.rec.bytes_recv += wire_len as u64;
-                d.dirty = true;
-            }
+        if let Some(m) = dst_mac
+            && let Some(d) = self.devices.get_mut(&m)
+        {
+            d.rec.pkts_recv += 1;
+            d.rec.bytes_recv += wire_len as u64;
+            d.dirty = true;
         }
     }
 
@@ -228,25 +228,25 @@ impl Inventory {
                 }
                 let ts = d.ts;
                 // A DHCPACK's yiaddr is the address the client now holds.
-                if d.msg_type == 5 {
-                    if let Some(ip) = d.your_ip {
-                        self.see_addr(mac, IpAddr::V4(ip), ts, "dhcp");
-                    }
+                if d.msg_type == 5
+                    && let Some(ip) = d.your_ip
+                {
+                    self.see_addr(mac, IpAddr::V4(ip), ts, "dhcp");
                 }
                 let dev = self.device(mac, ts);
                 dev.rec.last_seen = dev.rec.last_seen.max(ts);
-                if let Some(h) = d.hostname.as_ref().filter(|h| !h.is_empty()) {
-                    if dev.rec.hostname.as_deref() != Some(h) {
-                        dev.rec.hostname = Some(h.clone());
-                        dev.rec.hostname_source = Some("dhcp");
-                        dev.changed = true;
-                    }
+                if let Some(h) = d.hostname.as_ref().filter(|h| !h.is_empty())
+                    && dev.rec.hostname.as_deref() != Some(h)
+                {
+                    dev.rec.hostname = Some(h.clone());
+                    dev.rec.hostname_source = Some("dhcp");
+                    dev.changed = true;
                 }
-                if let Some(v) = &d.vendor_class {
-                    if dev.rec.dhcp_vendor_class.as_ref() != Some(v) {
-                        dev.rec.dhcp_vendor_class = Some(v.clone());
-                        dev.changed = true;
-                    }
+                if let Some(v) = &d.vendor_class
+                    && dev.rec.dhcp_vendor_class.as_ref() != Some(v)
+                {
+                    dev.rec.dhcp_vendor_class = Some(v.clone());
+                    dev.changed = true;
                 }
                 if !d.param_list.is_empty() {
                     let fp = d

@@ -8,16 +8,24 @@
 //! Long flows arrive first as active-timeout updates (`is_final = false`) and later
 //! again; the writer replaces the earlier row so `flows` holds one row per flow.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use duckdb::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
+    TimestampMicrosecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
+};
+use duckdb::arrow::datatypes::{Field, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{Connection, params};
+use std::sync::Arc;
 
 use crate::event::{Event, MetaRecord};
 use crate::flow::FlowRecord;
 use crate::inventory::oui::format_mac;
+use crate::inventory::{DeviceAddressRecord, DeviceRecord};
 use crate::pipeline::EventBatch;
 use crate::proto::{self, ProtoRecord};
 
@@ -46,6 +54,8 @@ pub struct Writer {
     run_id: i64,
     /// Flows written as non-final updates, whose row a later record replaces.
     open_flows: HashSet<u64>,
+    /// The connection-local staging tables for device upserts exist.
+    staging_ready: bool,
     pub stats: WriterStats,
 }
 
@@ -83,6 +93,7 @@ impl Writer {
             conn,
             run_id,
             open_flows: HashSet::new(),
+            staging_ready: false,
             stats: WriterStats::default(),
         }
     }
@@ -139,6 +150,8 @@ impl Writer {
                 let failed_events = self.stats.failed_events + n as u64;
                 self.stats = before;
                 self.open_flows = open_before;
+                // Temp tables created inside the failed transaction are gone too.
+                self.staging_ready = false;
                 self.stats.failed_transactions = failed;
                 self.stats.failed_events = failed_events;
             }
@@ -162,7 +175,7 @@ impl Writer {
             }
         }
         // Only the last record of a flow within this group is kept.
-        let mut last_of: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        let mut last_of: HashMap<u64, usize> = HashMap::new();
         for (i, e) in events().enumerate() {
             if let Event::Flow(f) = e {
                 last_of.insert(f.id, i);
@@ -179,17 +192,18 @@ impl Writer {
                     .execute(&format!("DELETE FROM flows WHERE id IN ({list})"), [])?;
             }
         }
-        {
+        let flows: Vec<&FlowRecord> = events()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                Event::Flow(f) if last_of.get(&f.id) == Some(&i) => Some(f),
+                _ => None,
+            })
+            .collect();
+        if !flows.is_empty() {
             let mut app = self.conn.appender("flows")?;
-            for (i, e) in events().enumerate() {
-                if let Event::Flow(f) = e {
-                    if last_of.get(&f.id) == Some(&i) {
-                        append_flow(&mut app, f)?;
-                        self.stats.flows += 1;
-                    }
-                }
-            }
+            app.append_record_batch(flows_batch(&flows)?)?;
             app.flush()?;
+            self.stats.flows += flows.len() as u64;
         }
         self.write_meta(batches)?;
         self.write_devices(batches)?;
@@ -373,58 +387,87 @@ impl Writer {
         Ok(())
     }
 
+    /// Devices and their addresses are upserted set-wise: the group's latest snapshot
+    /// per device (and per device address) is appended to a connection-local staging
+    /// table, then merged with one statement each. Row-by-row upserts cost ~100 µs
+    /// apiece and would make the writer the bottleneck of a fast replay.
     fn write_devices(&mut self, batches: &[EventBatch]) -> duckdb::Result<()> {
-        let events = || batches.iter().flat_map(|b| b.iter());
-        if !events().any(|e| matches!(e, Event::Device(_) | Event::DeviceAddress(_))) {
-            return Ok(());
-        }
-        let mut dev = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )?;
-        let mut addr = self.conn.prepare_cached(
-            "INSERT INTO device_addresses VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (mac, addr) DO UPDATE SET
-               first_seen = least(device_addresses.first_seen, excluded.first_seen),
-               last_seen = greatest(device_addresses.last_seen, excluded.last_seen)",
-        )?;
-        for e in events() {
+        let mut devices: HashMap<[u8; 6], &DeviceRecord> = HashMap::new();
+        let mut addrs: HashMap<([u8; 6], std::net::IpAddr), DeviceAddressRecord> = HashMap::new();
+        for e in batches.iter().flat_map(|b| b.iter()) {
             match e {
                 Event::Device(d) => {
-                    dev.execute(params![
-                        format_mac(d.mac),
-                        d.vendor,
-                        d.randomized,
-                        ts(d.first_seen),
-                        ts(d.last_seen),
-                        d.hostname,
-                        d.hostname_source,
-                        d.dhcp_vendor_class,
-                        d.dhcp_fingerprint,
-                        d.last_ipv4.map(|a| a.to_string()),
-                        d.last_ipv6.map(|a| a.to_string()),
-                        d.pkts_sent,
-                        d.bytes_sent,
-                        d.pkts_recv,
-                        d.bytes_recv,
-                        d.flows,
-                    ])?;
+                    devices.insert(d.mac, d);
                     self.stats.device_updates += 1;
                 }
                 Event::DeviceAddress(a) => {
-                    addr.execute(params![
-                        format_mac(a.mac),
-                        a.addr.to_string(),
-                        if a.addr.is_ipv4() { 4u8 } else { 6u8 },
-                        ts(a.first_seen),
-                        ts(a.last_seen),
-                        a.source,
-                    ])?;
                     self.stats.address_updates += 1;
+                    addrs
+                        .entry((a.mac, a.addr))
+                        .and_modify(|x| {
+                            x.first_seen = x.first_seen.min(a.first_seen);
+                            x.last_seen = x.last_seen.max(a.last_seen);
+                        })
+                        .or_insert_with(|| a.clone());
                 }
                 _ => {}
             }
         }
-        Ok(())
+        if devices.is_empty() && addrs.is_empty() {
+            return Ok(());
+        }
+        if !self.staging_ready {
+            self.conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS devices_stage AS SELECT * FROM devices LIMIT 0;
+                 CREATE TEMP TABLE IF NOT EXISTS device_addresses_stage AS SELECT * FROM device_addresses LIMIT 0;",
+            )?;
+            self.staging_ready = true;
+        }
+        {
+            let mut app = self.conn.appender("devices_stage")?;
+            for d in devices.values() {
+                app.append_row(params![
+                    format_mac(d.mac),
+                    d.vendor,
+                    d.randomized,
+                    ts(d.first_seen),
+                    ts(d.last_seen),
+                    d.hostname,
+                    d.hostname_source,
+                    d.dhcp_vendor_class,
+                    d.dhcp_fingerprint,
+                    d.last_ipv4.map(|a| a.to_string()),
+                    d.last_ipv6.map(|a| a.to_string()),
+                    d.pkts_sent,
+                    d.bytes_sent,
+                    d.pkts_recv,
+                    d.bytes_recv,
+                    d.flows,
+                ])?;
+            }
+            app.flush()?;
+            let mut app = self.conn.appender("device_addresses_stage")?;
+            for a in addrs.values() {
+                app.append_row(params![
+                    format_mac(a.mac),
+                    a.addr.to_string(),
+                    if a.addr.is_ipv4() { 4u8 } else { 6u8 },
+                    ts(a.first_seen),
+                    ts(a.last_seen),
+                    a.source,
+                ])?;
+            }
+            app.flush()?;
+        }
+        self.conn.execute_batch(
+            "INSERT OR REPLACE INTO devices SELECT * FROM devices_stage;
+             INSERT INTO device_addresses SELECT * FROM device_addresses_stage
+               ON CONFLICT (mac, addr) DO UPDATE SET
+                 first_seen = least(device_addresses.first_seen, excluded.first_seen),
+                 last_seen = greatest(device_addresses.last_seen, excluded.last_seen);
+             DELETE FROM devices_stage;
+             DELETE FROM device_addresses_stage;",
+        )
     }
 }
 
@@ -435,62 +478,82 @@ fn side(m: &MetaRecord, dir: crate::flow::Direction) -> (Option<[u8; 6]>, std::n
     }
 }
 
-fn append_flow(app: &mut duckdb::Appender<'_>, f: &FlowRecord) -> duckdb::Result<()> {
-    let (o, r) = (&f.orig, &f.resp);
-    let s = |us: f64| us / 1e6;
-    app.append_row(params![
-        f.id as i64,
-        ts(f.first_ts),
-        ts(f.last_ts),
-        (f.last_ts - f.first_ts) as f64 / 1e6,
-        f.proto_name(),
-        f.proto,
-        f.app_proto,
-        f.vlan,
-        f.orig_addr.to_string(),
-        f.orig_port,
-        f.resp_addr.to_string(),
-        f.resp_port,
-        mac(f.orig_mac),
-        mac(f.resp_mac),
-        f.community_id,
-        f.conn_state,
-        f.history,
-        o.pkts,
-        o.bytes,
-        o.payload_bytes,
-        r.pkts,
-        r.bytes,
-        r.payload_bytes,
-        o.syn,
-        o.fin,
-        o.rst,
-        o.psh,
-        o.ack,
-        o.urg,
-        r.syn,
-        r.fin,
-        r.rst,
-        r.psh,
-        r.ack,
-        r.urg,
-        o.size_min,
-        o.size_mean,
-        o.size_std,
-        o.size_max,
-        r.size_min,
-        r.size_mean,
-        r.size_std,
-        r.size_max,
-        s(o.iat_min_us as f64),
-        s(o.iat_mean_us),
-        s(o.iat_std_us),
-        s(o.iat_max_us as f64),
-        s(r.iat_min_us as f64),
-        s(r.iat_mean_us),
-        s(r.iat_std_us),
-        s(r.iat_max_us as f64),
-        f.end_reason.as_str(),
-        f.is_final,
-    ])
+/// Flows go to DuckDB as one Arrow record batch per write: column-wise appends cost a
+/// fraction of binding 53 values row by row (measured: ~20 µs per flow row-wise).
+fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
+    fn col<T, A: Array + 'static>(
+        flows: &[&FlowRecord],
+        f: impl Fn(&FlowRecord) -> T,
+        mk: impl Fn(Vec<T>) -> A,
+    ) -> ArrayRef {
+        Arc::new(mk(flows.iter().map(|r| f(r)).collect()))
+    }
+    let u64c = |f: &dyn Fn(&FlowRecord) -> u64| col(flows, f, UInt64Array::from);
+    let u32c = |f: &dyn Fn(&FlowRecord) -> u32| col(flows, f, UInt32Array::from);
+    let f64c = |f: &dyn Fn(&FlowRecord) -> f64| col(flows, f, Float64Array::from);
+    let strc = |f: &dyn Fn(&FlowRecord) -> Option<String>| col(flows, f, StringArray::from);
+    let tsc = |f: &dyn Fn(&FlowRecord) -> i64| col(flows, f, TimestampMicrosecondArray::from);
+    let secs = |us: f64| us / 1e6;
+    let columns: Vec<ArrayRef> = vec![
+        col(flows, |f| f.id as i64, Int64Array::from),
+        tsc(&|f| f.first_ts),
+        tsc(&|f| f.last_ts),
+        f64c(&|f| (f.last_ts - f.first_ts) as f64 / 1e6),
+        strc(&|f| Some(f.proto_name().to_string())),
+        col(flows, |f| f.proto, UInt8Array::from),
+        strc(&|f| f.app_proto.map(str::to_string)),
+        col(flows, |f| f.vlan, UInt16Array::from),
+        strc(&|f| Some(f.orig_addr.to_string())),
+        col(flows, |f| f.orig_port, UInt16Array::from),
+        strc(&|f| Some(f.resp_addr.to_string())),
+        col(flows, |f| f.resp_port, UInt16Array::from),
+        strc(&|f| mac(f.orig_mac)),
+        strc(&|f| mac(f.resp_mac)),
+        strc(&|f| Some(f.community_id.clone())),
+        strc(&|f| Some(f.conn_state.to_string())),
+        strc(&|f| Some(f.history.clone())),
+        u64c(&|f| f.orig.pkts),
+        u64c(&|f| f.orig.bytes),
+        u64c(&|f| f.orig.payload_bytes),
+        u64c(&|f| f.resp.pkts),
+        u64c(&|f| f.resp.bytes),
+        u64c(&|f| f.resp.payload_bytes),
+        u32c(&|f| f.orig.syn),
+        u32c(&|f| f.orig.fin),
+        u32c(&|f| f.orig.rst),
+        u32c(&|f| f.orig.psh),
+        u32c(&|f| f.orig.ack),
+        u32c(&|f| f.orig.urg),
+        u32c(&|f| f.resp.syn),
+        u32c(&|f| f.resp.fin),
+        u32c(&|f| f.resp.rst),
+        u32c(&|f| f.resp.psh),
+        u32c(&|f| f.resp.ack),
+        u32c(&|f| f.resp.urg),
+        u32c(&|f| f.orig.size_min),
+        f64c(&|f| f.orig.size_mean),
+        f64c(&|f| f.orig.size_std),
+        u32c(&|f| f.orig.size_max),
+        u32c(&|f| f.resp.size_min),
+        f64c(&|f| f.resp.size_mean),
+        f64c(&|f| f.resp.size_std),
+        u32c(&|f| f.resp.size_max),
+        f64c(&|f| secs(f.orig.iat_min_us as f64)),
+        f64c(&|f| secs(f.orig.iat_mean_us)),
+        f64c(&|f| secs(f.orig.iat_std_us)),
+        f64c(&|f| secs(f.orig.iat_max_us as f64)),
+        f64c(&|f| secs(f.resp.iat_min_us as f64)),
+        f64c(&|f| secs(f.resp.iat_mean_us)),
+        f64c(&|f| secs(f.resp.iat_std_us)),
+        f64c(&|f| secs(f.resp.iat_max_us as f64)),
+        strc(&|f| Some(f.end_reason.as_str().to_string())),
+        col(flows, |f| f.is_final, BooleanArray::from),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| duckdb::Error::ToSqlConversionFailure(Box::new(e)))
 }

@@ -267,6 +267,7 @@ pub fn dns_message(
 }
 
 /// A DHCP message (BOOTP + options) from `client_mac`.
+#[allow(clippy::too_many_arguments)]
 pub fn dhcp_message(
     op: u8,
     msg_type: u8,
