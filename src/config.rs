@@ -129,8 +129,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            packet_queue_batches: 256,
-            store_queue_batches: 1024,
+            packet_queue_batches: 64,
+            store_queue_batches: 256,
         }
     }
 }
