@@ -19,15 +19,16 @@ pub struct DirStats {
     pub size_max: u16,
     pub iat_min: u32,
     pub iat_max: u32,
-    pub syn: u16,
-    pub fin: u16,
-    pub rst: u16,
-    pub urg: u16,
+    /// SYN/FIN/RST/URG counts saturate at 255 per direction (a flow with more is
+    /// anomalous either way); PSH and ACK are counted in full.
+    pub syn: u8,
+    pub fin: u8,
+    pub rst: u8,
+    pub urg: u8,
     pub psh: u32,
     pub ack: u32,
-    /// Next expected TCP sequence number (valid when `seq_init`).
+    /// Next expected TCP sequence number (valid once the flow marks it initialised).
     pub next_seq: u32,
-    pub seq_init: bool,
 }
 
 /// Summary of one direction as exported in a flow record.
@@ -77,15 +78,15 @@ impl DirStats {
         self.payload += payload as u64;
         self.size_sq = self.size_sq.saturating_add((size as u64) * (size as u64));
         if let Some(f) = tcp_flags {
-            let inc16 = |c: &mut u16, bit: u8| {
+            let inc = |c: &mut u8, bit: u8| {
                 if f & bit != 0 {
                     *c = c.saturating_add(1)
                 }
             };
-            inc16(&mut self.syn, SYN);
-            inc16(&mut self.fin, FIN);
-            inc16(&mut self.rst, RST);
-            inc16(&mut self.urg, URG);
+            inc(&mut self.syn, SYN);
+            inc(&mut self.fin, FIN);
+            inc(&mut self.rst, RST);
+            inc(&mut self.urg, URG);
             if f & PSH != 0 {
                 self.psh = self.psh.saturating_add(1);
             }

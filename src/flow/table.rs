@@ -51,19 +51,58 @@ pub struct PacketOutcome {
 struct Flow {
     id: u64,
     dirs: [DirStats; 2],
-    last_export: i64,
     /// Protocol parser, created at the first payload (SYN-only flows never pay for one).
     app: Option<Box<AppState>>,
-    /// The parser was created and finished, or no parser applies.
-    app_done: bool,
     macs: [[u8; 6]; 2],
     tcp: [EndpointState; 2],
     history: History,
-    orig_is_lo: bool,
-    has_mac: [bool; 2],
-    orig_sent_syn: bool,
+    /// `F_*` bits: kept in one byte so a tracked flow stays within 256 bytes.
+    bits: u8,
+    /// Active-timeout updates written so far; the next is due at
+    /// `first_ts + (updates + 1) * active_timeout`.
     updates: u16,
-    app_proto: Option<&'static str>,
+    /// Index + 1 into [`APP_LABELS`], 0 while unknown.
+    app_label: u8,
+}
+
+/// The originator is the key's `lo` endpoint.
+const F_ORIG_IS_LO: u8 = 1;
+const F_ORIG_MAC: u8 = 2;
+const F_RESP_MAC: u8 = 4;
+const F_ORIG_SENT_SYN: u8 = 8;
+/// The parser was created and finished, or no parser applies.
+const F_APP_DONE: u8 = 16;
+/// `dirs[side].next_seq` holds a sequence number (bit per side).
+const F_SEQ_INIT: [u8; 2] = [32, 64];
+
+/// Application labels the protocol parsers report (see `proto::AppState::app_proto`).
+const APP_LABELS: [&str; 9] = [
+    "dns",
+    "tls",
+    "http",
+    "dhcp",
+    "mdns",
+    "ssdp",
+    "netbios-ns",
+    "llmnr",
+    "other",
+];
+
+fn label_code(label: Option<&'static str>) -> u8 {
+    match label {
+        None => 0,
+        Some(l) => {
+            APP_LABELS
+                .iter()
+                .position(|x| *x == l)
+                .unwrap_or(APP_LABELS.len() - 1) as u8
+                + 1
+        }
+    }
+}
+
+fn mac_bit(side: usize) -> u8 {
+    if side == 0 { F_ORIG_MAC } else { F_RESP_MAC }
 }
 
 impl Flow {
@@ -77,6 +116,20 @@ impl Flow {
 
     fn last_ts(&self) -> i64 {
         self.dirs[0].last_ts.max(self.dirs[1].last_ts)
+    }
+
+    fn has(&self, bit: u8) -> bool {
+        self.bits & bit != 0
+    }
+
+    fn app_proto(&self) -> Option<&'static str> {
+        APP_LABELS
+            .get((self.app_label as usize).checked_sub(1)?)
+            .copied()
+    }
+
+    fn mac(&self, side: usize) -> Option<[u8; 6]> {
+        self.has(mac_bit(side)).then_some(self.macs[side])
     }
 
     fn tcp_closed(&self) -> bool {
@@ -194,23 +247,20 @@ impl FlowTable {
                 Flow {
                     id,
                     dirs: [DirStats::default(); 2],
-                    last_export: p.ts,
                     app: None,
-                    app_done: transport.is_none(),
                     macs: [[0; 6]; 2],
                     tcp: [EndpointState::Inactive; 2],
                     history,
-                    orig_is_lo,
-                    has_mac: [false; 2],
-                    orig_sent_syn: false,
+                    bits: if orig_is_lo { F_ORIG_IS_LO } else { 0 }
+                        | if transport.is_none() { F_APP_DONE } else { 0 },
                     updates: 0,
-                    app_proto: None,
+                    app_label: 0,
                 },
             );
             self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
         }
         let flow = self.map.get_mut(&key).expect("inserted above");
-        let dir = if src_is_lo == flow.orig_is_lo {
+        let dir = if src_is_lo == flow.has(F_ORIG_IS_LO) {
             Direction::Orig
         } else {
             Direction::Resp
@@ -219,36 +269,37 @@ impl FlowTable {
             Direction::Orig => (0, 1),
             Direction::Resp => (1, 0),
         };
-        if !flow.has_mac[me]
+        if !flow.has(mac_bit(me))
             && let Some(m) = p.src_mac
         {
             flow.macs[me] = m;
-            flow.has_mac[me] = true;
+            flow.bits |= mac_bit(me);
         }
-        if !flow.has_mac[peer]
+        if !flow.has(mac_bit(peer))
             && let Some(m) = p.dst_mac
         {
             flow.macs[peer] = m;
-            flow.has_mac[peer] = true;
+            flow.bits |= mac_bit(peer);
         }
         let orig = dir == Direction::Orig;
         let has_payload = p.payload_len > 0;
         if let Some((seq, flags, window)) = p.tcp {
             // Retransmission: payload that ends at or before what this side already sent.
+            let seq_init = flow.has(F_SEQ_INIT[me]);
             let d = &mut flow.dirs[me];
             let seg_end = seq
                 .wrapping_add(p.payload_len)
                 .wrapping_add((flags & SYN != 0) as u32);
             let retrans = has_payload
-                && d.seq_init
+                && seq_init
                 && tcp::seq_lt(seq, d.next_seq)
                 && !tcp::seq_lt(d.next_seq, seg_end);
-            if !d.seq_init || tcp::seq_lt(d.next_seq, seg_end) {
+            if !seq_init || tcp::seq_lt(d.next_seq, seg_end) {
                 d.next_seq = seg_end;
-                d.seq_init = true;
+                flow.bits |= F_SEQ_INIT[me];
             }
             if orig && flags & SYN != 0 && flags & ACK == 0 {
-                flow.orig_sent_syn = true;
+                flow.bits |= F_ORIG_SENT_SYN;
             }
             let [a, b] = &mut flow.tcp;
             let (mine, theirs) = if me == 0 { (a, b) } else { (b, a) };
@@ -259,10 +310,12 @@ impl FlowTable {
         }
         flow.dirs[me].add(p.ts, p.wire_len, p.payload_len, p.tcp.map(|t| t.1));
 
-        if flow.app.is_none() && !flow.app_done && !p.payload.is_empty() {
+        if flow.app.is_none() && !flow.has(F_APP_DONE) && !p.payload.is_empty() {
             let (o, r) = endpoints(&key, flow);
             flow.app = transport_of(p.proto).and_then(|t| AppState::for_flow(t, o.port, r.port));
-            flow.app_done = flow.app.is_none();
+            if flow.app.is_none() {
+                flow.bits |= F_APP_DONE;
+            }
         }
         if let Some(app) = flow.app.as_mut() {
             let out_recs = &mut self.proto_out;
@@ -279,12 +332,12 @@ impl FlowTable {
                 None if p.proto == 17 => app.on_udp(p.ts, dir, p.payload, out_recs),
                 None => {}
             }
-            if flow.app_proto.is_none() {
-                flow.app_proto = app.app_proto();
+            if flow.app_label == 0 {
+                flow.app_label = label_code(app.app_proto());
             }
             if app.is_done() {
                 flow.app = None;
-                flow.app_done = true;
+                flow.bits |= F_APP_DONE;
             }
         }
         let outcome = PacketOutcome {
@@ -354,7 +407,7 @@ impl FlowTable {
                     EndReason::Idle
                 };
                 ended.push((*k, why));
-            } else if active > 0 && now - f.last_export >= active {
+            } else if active > 0 && now - f.first_ts() >= (f.updates as i64 + 1) * active {
                 updates.push(*k);
             }
         }
@@ -368,8 +421,8 @@ impl FlowTable {
         }
         for k in updates {
             if let Some(f) = self.map.get_mut(&k) {
-                f.last_export = now;
-                f.updates = f.updates.saturating_add(1);
+                // Catch up in one step after a long gap (quiet live network).
+                f.updates = ((now - f.first_ts()) / active).min(u16::MAX as i64) as u16;
                 self.stats.updates += 1;
                 out.push(Event::Flow(record(&k, f, EndReason::ActiveTimeout, false)));
             }
@@ -432,8 +485,8 @@ impl FlowTable {
         let last = f.last_ts();
         if let Some(app) = f.app.as_mut() {
             app.on_close(last, &mut self.proto_out);
-            if f.app_proto.is_none() {
-                f.app_proto = app.app_proto();
+            if f.app_label == 0 {
+                f.app_label = label_code(app.app_proto());
             }
         }
         if !self.proto_out.is_empty() {
@@ -452,7 +505,7 @@ fn transport_of(proto: u8) -> Option<Transport> {
 }
 
 fn endpoints(key: &FlowKey, f: &Flow) -> (Endpoint, Endpoint) {
-    if f.orig_is_lo {
+    if f.has(F_ORIG_IS_LO) {
         (key.lo, key.hi)
     } else {
         (key.hi, key.lo)
@@ -469,8 +522,8 @@ fn emit_meta(key: &FlowKey, f: &Flow, recs: &mut Vec<ProtoRecord>, out: &mut Vec
             orig_port: o.port,
             resp_addr: r.ip(),
             resp_port: r.port,
-            orig_mac: f.has_mac[0].then_some(f.macs[0]),
-            resp_mac: f.has_mac[1].then_some(f.macs[1]),
+            orig_mac: f.mac(0),
+            resp_mac: f.mac(1),
             record: rec,
         })));
     }
@@ -483,7 +536,7 @@ fn record(key: &FlowKey, f: &Flow, why: EndReason, is_final: bool) -> FlowRecord
         tcp::conn_state(
             f.tcp[0],
             f.tcp[1],
-            f.orig_sent_syn,
+            f.has(F_ORIG_SENT_SYN),
             f.dirs[0].payload,
             f.dirs[1].payload,
         )
@@ -501,15 +554,15 @@ fn record(key: &FlowKey, f: &Flow, why: EndReason, is_final: bool) -> FlowRecord
         orig_port: o.port,
         resp_addr,
         resp_port: r.port,
-        orig_mac: f.has_mac[0].then_some(f.macs[0]),
-        resp_mac: f.has_mac[1].then_some(f.macs[1]),
+        orig_mac: f.mac(0),
+        resp_mac: f.mac(1),
         first_ts: f.first_ts(),
         last_ts: f.last_ts(),
         orig: f.dirs[0].summary(),
         resp: f.dirs[1].summary(),
         conn_state,
         history: f.history.as_str().to_string(),
-        app_proto: f.app_proto,
+        app_proto: f.app_proto(),
         end_reason: why,
         is_final,
     }
