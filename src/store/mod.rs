@@ -158,9 +158,10 @@ impl Store {
 
     /// Counts rows of a table (used by summaries and tests).
     pub fn count(&self, table: &str) -> Result<u64, StoreError> {
-        let known = schema::MIGRATIONS
-            .iter()
-            .any(|m| m.sql.contains(&format!("CREATE TABLE {table} (")));
+        let known = schema::MIGRATIONS.iter().any(|m| {
+            m.sql.contains(&format!("CREATE TABLE {table} ("))
+                || m.sql.contains(&format!("CREATE VIEW {table} AS"))
+        });
         if !known {
             return Err(StoreError::Db(duckdb::Error::InvalidParameterName(
                 table.to_string(),

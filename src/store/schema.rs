@@ -52,7 +52,7 @@ CREATE TABLE capture_stats (
     error VARCHAR
 );
 
-CREATE TABLE flows (
+CREATE TABLE flows_closed (
     id BIGINT NOT NULL,
     ts TIMESTAMP NOT NULL,          -- first packet
     end_ts TIMESTAMP NOT NULL,      -- last packet
@@ -85,6 +85,11 @@ CREATE TABLE flows (
     end_reason VARCHAR NOT NULL,    -- idle, closed, reused, active_timeout, evicted, shutdown
     is_final BOOLEAN NOT NULL       -- false: a long flow's update; the row is replaced later
 );
+
+-- Flows still running (written at each active timeout) live in a small table of their
+-- own, so replacing their row never scans the large one; `flows` is both.
+CREATE TABLE flows_open AS SELECT * FROM flows_closed LIMIT 0;
+CREATE VIEW flows AS SELECT * FROM flows_closed UNION ALL SELECT * FROM flows_open;
 
 CREATE TABLE dns (
     ts TIMESTAMP NOT NULL,

@@ -160,50 +160,50 @@ impl Writer {
 
     fn write_inner(&mut self, batches: &[EventBatch]) -> duckdb::Result<()> {
         let events = || batches.iter().flat_map(|b| b.iter());
-        // Replace rows of long flows written earlier as updates.
-        let mut replace: Vec<u64> = Vec::new();
-        for e in events() {
-            if let Event::Flow(f) = e {
-                if self.open_flows.contains(&f.id) {
-                    replace.push(f.id);
-                }
-                if f.is_final {
-                    self.open_flows.remove(&f.id);
-                } else {
-                    self.open_flows.insert(f.id);
-                }
-            }
-        }
-        // Only the last record of a flow within this group is kept.
+        // Long flows: their latest update row lives in `flows_open` until the final
+        // record moves the flow to `flows_closed`. Only the last record of a flow
+        // within this group is written.
         let mut last_of: HashMap<u64, usize> = HashMap::new();
         for (i, e) in events().enumerate() {
             if let Event::Flow(f) = e {
                 last_of.insert(f.id, i);
             }
         }
-        if !replace.is_empty() {
-            for chunk in replace.chunks(500) {
-                let list = chunk
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                self.conn
-                    .execute(&format!("DELETE FROM flows WHERE id IN ({list})"), [])?;
+        let (mut closed, mut open): (Vec<&FlowRecord>, Vec<&FlowRecord>) = (Vec::new(), Vec::new());
+        let mut reopen: Vec<u64> = Vec::new();
+        for (i, e) in events().enumerate() {
+            if let Event::Flow(f) = e {
+                if last_of.get(&f.id) != Some(&i) {
+                    continue;
+                }
+                if self.open_flows.contains(&f.id) {
+                    reopen.push(f.id);
+                }
+                if f.is_final {
+                    self.open_flows.remove(&f.id);
+                    closed.push(f);
+                } else {
+                    self.open_flows.insert(f.id);
+                    open.push(f);
+                }
             }
         }
-        let flows: Vec<&FlowRecord> = events()
-            .enumerate()
-            .filter_map(|(i, e)| match e {
-                Event::Flow(f) if last_of.get(&f.id) == Some(&i) => Some(f),
-                _ => None,
-            })
-            .collect();
-        if !flows.is_empty() {
-            let mut app = self.conn.appender("flows")?;
-            app.append_record_batch(flows_batch(&flows)?)?;
-            app.flush()?;
-            self.stats.flows += flows.len() as u64;
+        for chunk in reopen.chunks(1000) {
+            let list = chunk
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            self.conn
+                .execute(&format!("DELETE FROM flows_open WHERE id IN ({list})"), [])?;
+        }
+        for (table, rows) in [("flows_closed", &closed), ("flows_open", &open)] {
+            if !rows.is_empty() {
+                let mut app = self.conn.appender(table)?;
+                app.append_record_batch(flows_batch(rows)?)?;
+                app.flush()?;
+                self.stats.flows += rows.len() as u64;
+            }
         }
         self.write_meta(batches)?;
         self.write_devices(batches)?;
@@ -556,4 +556,107 @@ fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
         .collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| duckdb::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{DirSummary, EndReason};
+    use crate::store::Store;
+
+    fn flow(id: u64, pkts: u64, is_final: bool) -> Event {
+        Event::Flow(FlowRecord {
+            id,
+            community_id: "1:x".into(),
+            proto: 17,
+            vlan: 0,
+            orig_addr: "192.168.1.2".parse().unwrap(),
+            orig_port: 1000,
+            resp_addr: "192.168.1.3".parse().unwrap(),
+            resp_port: 53,
+            orig_mac: None,
+            resp_mac: None,
+            first_ts: 1_000_000,
+            last_ts: 2_000_000,
+            orig: DirSummary {
+                pkts,
+                ..Default::default()
+            },
+            resp: DirSummary::default(),
+            conn_state: "S0",
+            history: "D".into(),
+            app_proto: None,
+            end_reason: if is_final {
+                EndReason::Idle
+            } else {
+                EndReason::ActiveTimeout
+            },
+            is_final,
+        })
+    }
+
+    fn rows(store: &Store) -> Vec<(i64, u64, bool)> {
+        let conn = store.connection().unwrap();
+        let mut st = conn
+            .prepare("SELECT id, orig_pkts, is_final FROM flows ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn updates_are_replaced_across_writes_and_failures_keep_earlier_rows() {
+        let store = Store::open_in_memory().unwrap();
+        let mut w = Writer::new(store.connection().unwrap(), 1);
+        w.write(&[Arc::new(vec![flow(7, 10, false), flow(8, 1, true)])]);
+        assert_eq!(rows(&store), vec![(7, 10, false), (8, 1, true)]);
+        w.write(&[Arc::new(vec![flow(7, 20, false)])]);
+        assert_eq!(
+            rows(&store),
+            vec![(7, 20, false), (8, 1, true)],
+            "one row per flow"
+        );
+        w.write(&[Arc::new(vec![flow(7, 30, true)])]);
+        assert_eq!(rows(&store), vec![(7, 30, true), (8, 1, true)]);
+        let open: i64 = store
+            .connection()
+            .unwrap()
+            .query_row("SELECT count(*) FROM flows_open", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(open, 0);
+        // A group that fails (the table is gone) is rolled back and counted; what was
+        // committed before stays.
+        store
+            .connection()
+            .unwrap()
+            .execute_batch("ALTER TABLE dns RENAME TO dns_gone")
+            .unwrap();
+        let meta = Event::Meta(Box::new(crate::event::MetaRecord {
+            flow_id: 9,
+            proto: 17,
+            orig_addr: "192.168.1.2".parse().unwrap(),
+            orig_port: 1,
+            resp_addr: "192.168.1.3".parse().unwrap(),
+            resp_port: 53,
+            orig_mac: None,
+            resp_mac: None,
+            record: ProtoRecord::Dns(proto::DnsRecord {
+                ts: 1,
+                trans_id: 1,
+                query: "a.example".into(),
+                qtype: 1,
+                qclass: 1,
+                rcode: None,
+                answers: vec![],
+                rtt_us: None,
+                over_tcp: false,
+            }),
+        }));
+        w.write(&[Arc::new(vec![flow(9, 1, true), meta])]);
+        assert_eq!(w.stats.failed_transactions, 1);
+        assert_eq!(w.stats.failed_events, 2);
+        assert_eq!(rows(&store), vec![(7, 30, true), (8, 1, true)]);
+    }
 }
