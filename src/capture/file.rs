@@ -122,13 +122,7 @@ fn read_one(
     {
         return;
     }
-    let fresh = |pool: &Receiver<PacketBatch>| {
-        let mut b = pool.try_recv().unwrap_or_else(|_| PacketBatch::new(link));
-        b.clear();
-        b.link = link;
-        b
-    };
-    let mut batch = fresh(pool);
+    let mut batch = PacketBatch::reuse(pool, link);
     loop {
         match cap.next_packet() {
             Ok(p) => {
@@ -143,7 +137,7 @@ fn read_one(
                     if tx.send(SourceMsg::Batch(batch)).is_err() {
                         return;
                     }
-                    batch = fresh(pool);
+                    batch = PacketBatch::reuse(pool, link);
                     if let Some(pos) = file_pos(&cap) {
                         progress
                             .bytes_done

@@ -99,13 +99,7 @@ impl LiveSource {
         {
             return;
         }
-        let fresh = |pool: &Receiver<PacketBatch>| {
-            let mut b = pool.try_recv().unwrap_or_else(|_| PacketBatch::new(link));
-            b.clear();
-            b.link = link;
-            b
-        };
-        let mut batch = fresh(pool);
+        let mut batch = PacketBatch::reuse(pool, link);
         let mut last_send = now_us();
         loop {
             if stopped(stop) {
@@ -133,7 +127,7 @@ impl LiveSource {
                         progress
                             .packets
                             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                        batch = fresh(pool);
+                        batch = PacketBatch::reuse(pool, link);
                     }
                     Err(TrySendError::Full(SourceMsg::Batch(mut b))) => {
                         stats.queue_dropped += n;

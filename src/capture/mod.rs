@@ -43,6 +43,14 @@ impl PacketBatch {
         }
     }
 
+    /// An empty batch for `link`: a recycled one from `pool` if any, else a new one.
+    pub fn reuse(pool: &crossbeam_channel::Receiver<PacketBatch>, link: LinkType) -> Self {
+        let mut b = pool.try_recv().unwrap_or_else(|_| PacketBatch::new(link));
+        b.clear();
+        b.link = link;
+        b
+    }
+
     pub fn push(&mut self, ts: i64, wire_len: u32, bytes: &[u8]) {
         let off = self.data.len() as u32;
         self.data.extend_from_slice(bytes);
