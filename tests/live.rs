@@ -216,3 +216,56 @@ urllib.request.urlopen('http://10.213.0.1:8080/live-test', timeout=5).read()
         .unwrap();
     assert_eq!(devices, 2, "both veth ends are learned as devices");
 }
+
+#[test]
+fn silent_interface_still_stops_on_time() {
+    if let Err(why) = can_run() {
+        eprintln!("skipping silent interface test: {why} (needs root, iproute2 and ping)");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let host_if = format!("ngq{id}");
+    let env = Netns {
+        ns: format!("ngs{id}"),
+        host_if: host_if.clone(),
+    };
+    sh(&["ip", "netns", "add", &env.ns]);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        &host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("ngr{id}"),
+    ]);
+    sh(&["ip", "link", "set", &format!("ngr{id}"), "netns", &env.ns]);
+    sh(&["ip", "link", "set", &host_if, "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    // No traffic at all crosses this link: libpcap in immediate mode would block forever.
+    let out = Command::new(env!("CARGO_BIN_EXE_netguardian"))
+        .args([
+            "capture",
+            "--interface",
+            &host_if,
+            "--duration",
+            "1",
+            "--db",
+        ])
+        .arg(dir.path().join("quiet.duckdb"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "capture ignored its duration on a silent link: {took:?}"
+    );
+}

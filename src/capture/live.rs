@@ -41,6 +41,20 @@ pub struct LiveSource {
     link: LinkType,
 }
 
+/// Waits up to `ms` milliseconds for the capture's descriptor to become readable.
+fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: i32) {
+    use std::os::unix::io::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: cap.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; the fd is owned by `cap`.
+    unsafe {
+        libc::poll(&mut pfd, 1, ms);
+    }
+}
+
 fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -63,6 +77,11 @@ impl LiveSource {
             .buffer_size((cfg.buffer_mib.max(1) as i32).saturating_mul(1 << 20))
             .timeout(100)
             .open()
+            .map_err(open_err)?
+            // In immediate mode libpcap ignores the read timeout and blocks until a
+            // packet arrives; non-blocking reads plus our own poll() keep the clock
+            // ticking and the stop flag honoured on a silent interface.
+            .setnonblock()
             .map_err(open_err)?;
         if !cfg.filter.trim().is_empty() {
             cap.filter(&cfg.filter, true)
@@ -112,7 +131,10 @@ impl LiveSource {
                     stats.packets += 1;
                     stats.bytes += p.header.len as u64;
                 }
-                Err(pcap::Error::TimeoutExpired) => timed_out = true,
+                Err(pcap::Error::TimeoutExpired) => {
+                    wait_readable(&self.cap, 100);
+                    timed_out = true;
+                }
                 Err(e) => {
                     stats.error = Some(format!("{source}: {e}"));
                     break;
