@@ -155,21 +155,4 @@ impl Store {
     pub fn first_flow_id(run_id: i64) -> u64 {
         (run_id as u64) << RUN_SHIFT
     }
-
-    /// Counts rows of a table (used by summaries and tests).
-    pub fn count(&self, table: &str) -> Result<u64, StoreError> {
-        let known = schema::MIGRATIONS.iter().any(|m| {
-            m.sql.contains(&format!("CREATE TABLE {table} ("))
-                || m.sql.contains(&format!("CREATE VIEW {table} AS"))
-        });
-        if !known {
-            return Err(StoreError::Db(duckdb::Error::InvalidParameterName(
-                table.to_string(),
-            )));
-        }
-        let n: i64 = self
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
-        Ok(n as u64)
-    }
 }
