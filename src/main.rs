@@ -225,25 +225,25 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     // Printing errors (a closed pipe) are ignored: the work is done and stored.
-    macro_rules! println {
+    macro_rules! say {
         ($($t:tt)*) => { let _ = writeln!(out, $($t)*); };
     }
-    println!(
+    say!(
         "packets    {} ({:.1} MB) in {:.2} s, {:.0} packets/s",
         thousands(s.packets),
         s.bytes as f64 / 1e6,
         s.elapsed_secs,
         s.packets_per_sec
     );
-    println!(
+    say!(
         "flows      {} ({:.0} flows/s, peak {} tracked, {} evicted)",
         thousands(s.flows),
         s.flows_per_sec,
         thousands(s.peak_active_flows),
         thousands(s.flows_evicted)
     );
-    println!("devices    {}", thousands(s.devices));
-    println!(
+    say!("devices    {}", thousands(s.devices));
+    say!(
         "metadata   dns {}, tls {}, http {}, dhcp {}",
         thousands(s.dns),
         thousands(s.tls),
@@ -255,7 +255,7 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    println!(
+    say!(
         "malformed  {}{}",
         thousands(s.malformed),
         if reasons.is_empty() {
@@ -265,7 +265,7 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
         }
     );
     if s.unsupported_link + s.fragments + s.non_ip_packets > 0 {
-        println!(
+        say!(
             "skipped    {} non-IP, {} IP fragments, {} unsupported link type",
             thousands(s.non_ip_packets),
             thousands(s.fragments),
@@ -273,7 +273,7 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
         );
     }
     if s.queue_dropped + s.store_dropped + s.store_failed_events > 0 {
-        println!(
+        say!(
             "dropped    {} packets (queue full), {} events (store queue full), {} events (store errors)",
             thousands(s.queue_dropped),
             thousands(s.store_dropped),
@@ -281,8 +281,8 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
         );
     }
     for e in &s.errors {
-        println!("error      {e}");
+        say!("error      {e}");
     }
-    println!("database   {}", db.display());
+    say!("database   {}", db.display());
     Ok(())
 }

@@ -6,9 +6,39 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// A namespace joined to the host by a veth pair whose host end is up; removed on drop.
 struct Netns {
     ns: String,
     host_if: String,
+    peer_if: String,
+}
+
+impl Netns {
+    /// Names are `{tag}n{id}` (namespace), `{tag}h{id}` (host end), `{tag}p{id}`
+    /// (namespace end), all within the 15-character interface name limit.
+    fn create(tag: &str) -> Netns {
+        let id = std::process::id() % 100_000;
+        let env = Netns {
+            ns: format!("{tag}n{id}"),
+            host_if: format!("{tag}h{id}"),
+            peer_if: format!("{tag}p{id}"),
+        };
+        sh(&["ip", "netns", "add", &env.ns]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &env.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &env.peer_if,
+        ]);
+        sh(&["ip", "link", "set", &env.peer_if, "netns", &env.ns]);
+        sh(&["ip", "link", "set", &env.host_if, "up"]);
+        env
+    }
 }
 
 impl Drop for Netns {
@@ -73,27 +103,9 @@ fn live_capture_on_veth() {
         eprintln!("skipping live capture test: {why} (needs root, iproute2 and ping)");
         return;
     }
-    let id = std::process::id() % 100_000;
-    let env = Netns {
-        ns: format!("ngt{id}"),
-        host_if: format!("ngh{id}"),
-    };
-    let peer_if = format!("ngp{id}");
-    sh(&["ip", "netns", "add", &env.ns]);
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &env.host_if,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &peer_if,
-    ]);
-    sh(&["ip", "link", "set", &peer_if, "netns", &env.ns]);
+    let env = Netns::create("ng");
+    let peer_if = env.peer_if.clone();
     sh(&["ip", "addr", "add", "10.213.0.1/24", "dev", &env.host_if]);
-    sh(&["ip", "link", "set", &env.host_if, "up"]);
     sh(&[
         "ip",
         "netns",
@@ -223,26 +235,8 @@ fn silent_interface_still_stops_on_time() {
         eprintln!("skipping silent interface test: {why} (needs root, iproute2 and ping)");
         return;
     }
-    let id = std::process::id() % 100_000;
-    let host_if = format!("ngq{id}");
-    let env = Netns {
-        ns: format!("ngs{id}"),
-        host_if: host_if.clone(),
-    };
-    sh(&["ip", "netns", "add", &env.ns]);
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &host_if,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("ngr{id}"),
-    ]);
-    sh(&["ip", "link", "set", &format!("ngr{id}"), "netns", &env.ns]);
-    sh(&["ip", "link", "set", &host_if, "up"]);
+    let env = Netns::create("nq");
+    let host_if = env.host_if.clone();
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     // No traffic at all crosses this link: libpcap in immediate mode would block forever.

@@ -17,7 +17,7 @@ use super::{Direction, EndReason, FlowRecord};
 use crate::config::FlowConfig;
 use crate::decode::tcp_flags::{ACK, RST, SYN};
 use crate::event::{Event, MetaRecord};
-use crate::proto::{AppState, ProtoRecord, Transport};
+use crate::proto::{APP_LABELS, AppState, ProtoRecord, Transport};
 
 const SEC: i64 = 1_000_000;
 
@@ -74,19 +74,6 @@ const F_ORIG_SENT_SYN: u8 = 8;
 const F_APP_DONE: u8 = 16;
 /// `dirs[side].next_seq` holds a sequence number (bit per side).
 const F_SEQ_INIT: [u8; 2] = [32, 64];
-
-/// Application labels the protocol parsers report (see `proto::AppState::app_proto`).
-const APP_LABELS: [&str; 9] = [
-    "dns",
-    "tls",
-    "http",
-    "dhcp",
-    "mdns",
-    "ssdp",
-    "netbios-ns",
-    "llmnr",
-    "other",
-];
 
 fn label_code(label: Option<&'static str>) -> u8 {
     match label {

@@ -35,6 +35,20 @@ use tls::TlsSession;
 /// Packet time in microseconds since the Unix epoch.
 pub type Ts = i64;
 
+/// Every label [`AppState::app_proto`] can return ("other" stands for any label added
+/// later without being listed here). The flow table stores a label as its index.
+pub const APP_LABELS: [&str; 9] = [
+    "dns",
+    "tls",
+    "http",
+    "dhcp",
+    "mdns",
+    "ssdp",
+    "netbios-ns",
+    "llmnr",
+    "other",
+];
+
 /// Transport protocol of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {

@@ -65,17 +65,10 @@ impl Store {
         Ok(store)
     }
 
-    /// Session settings for an appliance: no progress-bar bookkeeping; thread count from
-    /// `NG_BENCH_DUCKDB_THREADS` when set (experiments), else DuckDB's default.
+    /// Session settings for an appliance: no progress-bar bookkeeping on queries.
     fn tune(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch("SET enable_progress_bar = false;")?;
-        if let Some(n) = std::env::var("NG_BENCH_DUCKDB_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-        {
-            self.conn.execute_batch(&format!("SET threads = {n};"))?;
-        }
         Ok(())
     }
 
