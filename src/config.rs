@@ -26,6 +26,8 @@ pub struct Config {
     pub flow: FlowConfig,
     pub network: NetworkConfig,
     pub pipeline: PipelineConfig,
+    pub api: ApiConfig,
+    pub logging: LoggingConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,6 +137,55 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The HTTP API of `serve`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address and port to listen on. Loopback by default: exposing the API to the LAN
+    /// is a deliberate choice (`0.0.0.0:8080`).
+    pub listen: String,
+    /// Allow reads (GET) without the bearer token. Mutating calls always need it.
+    pub anonymous_reads: bool,
+    /// Origins allowed by CORS (e.g. `http://pi.local:3000`); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Largest JSON request body, KiB.
+    pub max_body_kib: u64,
+    /// Largest capture upload (`POST /api/pcap`), MiB.
+    pub max_upload_mib: u64,
+    /// Messages buffered per WebSocket client; a client further behind skips messages.
+    pub ws_queue: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+            anonymous_reads: false,
+            cors_origins: Vec::new(),
+            max_body_kib: 1024,
+            max_upload_mib: 1024,
+            ws_queue: 1024,
+        }
+    }
+}
+
+/// Logging of the service (journald under systemd, stderr otherwise).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a `tracing` filter such as
+    /// `info,netguardian::api=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+        }
+    }
+}
+
 /// A configuration problem, with the key and source when known.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -213,7 +264,50 @@ impl Config {
                 "pipeline queue sizes must be at least 1".into(),
             ));
         }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "api.listen must be an address:port such as 127.0.0.1:8080, got {:?}",
+                self.api.listen
+            )));
+        }
+        if self.api.max_body_kib == 0 || self.api.max_upload_mib == 0 || self.api.ws_queue == 0 {
+            return Err(ConfigError(
+                "api.max_body_kib, api.max_upload_mib and api.ws_queue must be at least 1".into(),
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
+            return Err(ConfigError(format!(
+                "logging.level {:?} is not a log level or filter: {e}",
+                self.logging.level
+            )));
+        }
         Ok(())
+    }
+
+    /// Where the database, the API token and models in use live: `state_dir`, else
+    /// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`), else
+    /// `$XDG_STATE_HOME/netguardian` or `~/.local/state/netguardian`.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(d) = &self.state_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("STATE_DIRECTORY")
+            .and_then(|v| {
+                v.to_str()
+                    .and_then(|s| s.split(':').next())
+                    .map(PathBuf::from)
+            })
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            return d;
+        }
+        if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(x).join("netguardian");
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".local/state/netguardian"),
+            None => PathBuf::from("/var/lib/netguardian"),
+        }
     }
 
     /// True when `ip` belongs to a configured local network.

@@ -4,6 +4,7 @@
 //! [`capture`] → [`decode`] → [`flow`], [`inventory`], [`proto`] → [`event`]s on the
 //! [`pipeline`] bus → [`store`]. [`config`] sits at the edge.
 
+pub mod api;
 pub mod capture;
 pub mod config;
 pub mod decode;
@@ -12,4 +13,5 @@ pub mod flow;
 pub mod inventory;
 pub mod pipeline;
 pub mod proto;
+pub mod service;
 pub mod store;

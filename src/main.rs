@@ -60,29 +60,39 @@ enum Cmd {
         #[arg(long)]
         summary_json: Option<PathBuf>,
     },
+    /// Run the service: capture, detection, store and the HTTP API (until SIGTERM).
+    Serve {
+        /// Replay this capture file as if live instead of capturing, then keep serving.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Database file (default: <state_dir>/netguardian.duckdb).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Print the API bearer token (created by the first `serve`).
+    Token,
+    /// Print the OpenAPI document of the API.
+    Openapi,
     /// Validate the configuration and print the effective settings.
     CheckConfig,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
+            // Logging is not set up yet (its level comes from the config): say it plainly.
             eprintln!("netguardian: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The service logs at the configured level; one-shot commands only warnings.
+    let level = match cli.cmd {
+        Cmd::Serve { .. } => cfg.logging.level.as_str(),
+        _ => "warn",
+    };
+    netguardian::service::logging::init(level);
     let res = match cli.cmd {
         Cmd::Analyze {
             files,
@@ -97,6 +107,32 @@ fn main() -> ExitCode {
             duration,
             summary_json,
         } => capture(cfg, interface, filter, db, duration, summary_json),
+        Cmd::Serve { pcap, db } => {
+            if let Err(e) = check_serve(&cfg, pcap.as_deref()) {
+                eprintln!("netguardian: invalid configuration: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            netguardian::service::serve(cfg, netguardian::service::ServeOptions { pcap, db })
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Cmd::Token => {
+            let p = netguardian::service::token::path(&cfg.state_dir());
+            match netguardian::service::token::read(&p) {
+                Ok(Some(t)) => {
+                    println!("{t}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(None) => Err(anyhow::anyhow!(
+                    "no API token at {} yet: it is created when `netguardian serve` first starts",
+                    p.display()
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        Cmd::Openapi => {
+            println!("{}", netguardian::api::spec_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::CheckConfig => {
             println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
@@ -109,6 +145,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Checks that need the machine, not just the file: the interface exists, the replay
+/// file is a capture. Failing them is a configuration error (exit 78), not a crash.
+fn check_serve(cfg: &Config, pcap: Option<&std::path::Path>) -> Result<(), String> {
+    if let Some(p) = pcap {
+        return netguardian::capture::file::sniff(p);
+    }
+    let iface = &cfg.capture.interface;
+    if iface != "auto" && !iface.is_empty() {
+        let known: Vec<String> = pcap::Device::list()
+            .map(|l| l.into_iter().map(|d| d.name).collect())
+            .unwrap_or_default();
+        if !known.is_empty() && !known.contains(iface) {
+            return Err(format!(
+                "capture.interface {iface:?} does not exist (interfaces: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {

@@ -424,14 +424,24 @@ pub fn run(
         .expect("spawn store writer");
 
     let proc_cfg = cfg.clone();
+    let proc_progress = progress.clone();
     let processor = std::thread::Builder::new()
         .name("ng-process".into())
         .spawn(move || {
             let mut p = Processor::new(&proc_cfg, crate::store::Store::first_flow_id(run_id));
             for msg in pkt_rx.iter() {
                 p.handle(msg, &mut bus, &pool_tx);
+                let t = p.flow_stats();
+                proc_progress
+                    .active_flows
+                    .store(t.active, Ordering::Relaxed);
+                proc_progress
+                    .flows_created
+                    .store(t.created, Ordering::Relaxed);
+                proc_progress.heartbeats.fetch_add(1, Ordering::Relaxed);
             }
             p.finish(&mut bus);
+            proc_progress.active_flows.store(0, Ordering::Relaxed);
             (p.totals.clone(), p.flow_stats(), p.devices())
         })
         .expect("spawn processor");

@@ -123,6 +123,7 @@ fn read_one(
         return;
     }
     let mut batch = PacketBatch::reuse(pool, link);
+    let mut batch_bytes = 0u64;
     loop {
         match cap.next_packet() {
             Ok(p) => {
@@ -130,10 +131,14 @@ fn read_one(
                 batch.push(ts, p.header.len, p.data);
                 stats.packets += 1;
                 stats.bytes += p.header.len as u64;
+                batch_bytes += p.header.len as u64;
                 if batch.is_full() {
                     progress
                         .packets
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    progress
+                        .wire_bytes
+                        .fetch_add(std::mem::take(&mut batch_bytes), Ordering::Relaxed);
                     if tx.send(SourceMsg::Batch(batch)).is_err() {
                         return;
                     }
@@ -160,6 +165,9 @@ fn read_one(
         progress
             .packets
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        progress
+            .wire_bytes
+            .fetch_add(batch_bytes, Ordering::Relaxed);
         let _ = tx.send(SourceMsg::Batch(batch));
     }
     let _ = tx.send(SourceMsg::End { source, stats });

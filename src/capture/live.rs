@@ -5,6 +5,7 @@
 //! The read loop wakes every 100 ms even without packets, to send a clock tick (so a
 //! quiet network still closes its flows) and to notice a stop request.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -120,6 +121,8 @@ impl LiveSource {
         }
         let mut batch = PacketBatch::reuse(pool, link);
         let mut last_send = now_us();
+        let mut last_stats = last_send;
+        let mut batch_bytes = 0u64;
         loop {
             if stopped(stop) {
                 break;
@@ -130,6 +133,7 @@ impl LiveSource {
                     batch.push(timeval_us(&p.header.ts), p.header.len, p.data);
                     stats.packets += 1;
                     stats.bytes += p.header.len as u64;
+                    batch_bytes += p.header.len as u64;
                 }
                 Err(pcap::Error::TimeoutExpired) => {
                     wait_readable(&self.cap, 100);
@@ -146,22 +150,30 @@ impl LiveSource {
                 let n = batch.len() as u64;
                 match tx.try_send(SourceMsg::Batch(batch)) {
                     Ok(()) => {
-                        progress
-                            .packets
-                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        progress.packets.fetch_add(n, Relaxed);
+                        progress.wire_bytes.fetch_add(batch_bytes, Relaxed);
                         batch = PacketBatch::reuse(pool, link);
                     }
                     Err(TrySendError::Full(SourceMsg::Batch(mut b))) => {
                         stats.queue_dropped += n;
+                        progress.queue_dropped.fetch_add(n, Relaxed);
                         b.clear();
                         batch = b;
                     }
                     Err(_) => return,
                 }
                 last_send = now;
+                batch_bytes = 0;
             } else if timed_out && batch.is_empty() {
                 let _ = tx.try_send(SourceMsg::Tick(now));
                 last_send = now;
+            }
+            if now - last_stats >= 1_000_000 {
+                last_stats = now;
+                if let Ok(s) = self.cap.stats() {
+                    progress.kernel_dropped.store(s.dropped as u64, Relaxed);
+                    progress.if_dropped.store(s.if_dropped as u64, Relaxed);
+                }
             }
         }
         if !batch.is_empty() {

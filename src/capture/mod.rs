@@ -118,12 +118,27 @@ pub struct SourceStats {
     pub error: Option<String>,
 }
 
-/// Shared progress counters for progress bars and status lines.
+/// Shared progress counters for progress bars, status lines and `GET /api/stats`.
+/// Written by the capture and processing threads with relaxed stores; readers sample.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// File sources: bytes of the files read so far, and in total.
     pub bytes_done: AtomicU64,
     pub bytes_total: AtomicU64,
+    /// Packets and their on-the-wire bytes handed to processing.
     pub packets: AtomicU64,
+    pub wire_bytes: AtomicU64,
+    /// Live sources: libpcap's kernel and interface drops (sampled about once a second)
+    /// and packets we dropped because processing was behind.
+    pub kernel_dropped: AtomicU64,
+    pub if_dropped: AtomicU64,
+    pub queue_dropped: AtomicU64,
+    /// Flows tracked right now and created so far (processing thread).
+    pub active_flows: AtomicU64,
+    pub flows_created: AtomicU64,
+    /// Messages the processing thread has handled (packet batches and clock ticks):
+    /// the systemd watchdog pings only while this moves.
+    pub heartbeats: AtomicU64,
 }
 
 /// A stop flag shared by sources and the service.

@@ -6,10 +6,12 @@
 //! One [`Store`] per process owns the database; the writer and readers (the API, the
 //! `sql` command) use their own connections cloned from it, so reads never block writes.
 
+pub mod query;
 pub mod schema;
 pub mod writer;
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use duckdb::{Connection, params};
 
@@ -30,10 +32,15 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Db(#[from] duckdb::Error),
+    #[error("database task failed: {0}")]
+    Task(String),
 }
 
+/// The database owner. Its own connection (behind a mutex, so a `Store` can be shared
+/// between the service's threads) runs migrations and run bookkeeping; every other user
+/// takes a cloned connection.
 pub struct Store {
-    conn: Connection,
+    conn: Mutex<Connection>,
     path: String,
 }
 
@@ -48,7 +55,10 @@ impl Store {
             path: p.clone(),
             source,
         })?;
-        let store = Store { conn, path: p };
+        let store = Store {
+            conn: Mutex::new(conn),
+            path: p,
+        };
         store.tune()?;
         store.migrate()?;
         Ok(store)
@@ -58,16 +68,22 @@ impl Store {
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
         let store = Store {
-            conn,
+            conn: Mutex::new(conn),
             path: ":memory:".into(),
         };
         store.migrate()?;
         Ok(store)
     }
 
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection half-updated in a
+        // way later statements would misread (DuckDB rolls back), so poisoning is moot.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Session settings for an appliance: no progress-bar bookkeeping on queries.
     fn tune(&self) -> Result<(), StoreError> {
-        self.conn
+        self.conn()
             .execute_batch("SET enable_progress_bar = false;")?;
         Ok(())
     }
@@ -78,11 +94,11 @@ impl Store {
 
     /// A new connection to the same database (for another thread).
     pub fn connection(&self) -> Result<Connection, StoreError> {
-        Ok(self.conn.try_clone()?)
+        Ok(self.conn().try_clone()?)
     }
 
     pub fn schema_version(&self) -> Result<i32, StoreError> {
-        Ok(self.conn.query_row(
+        Ok(self.conn().query_row(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
             [],
             |r| r.get(0),
@@ -90,7 +106,7 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch(
+        self.conn().execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version INTEGER PRIMARY KEY,
                 applied_at TIMESTAMP NOT NULL,
@@ -112,8 +128,9 @@ impl Store {
                 m.version,
                 m.description.replace('\'', "''")
             );
-            if let Err(e) = self.conn.execute_batch(&sql) {
-                let _ = self.conn.execute_batch("ROLLBACK");
+            let conn = self.conn();
+            if let Err(e) = conn.execute_batch(&sql) {
+                let _ = conn.execute_batch("ROLLBACK");
                 return Err(e.into());
             }
             tracing::info!(version = m.version, "applied schema migration");
@@ -123,12 +140,11 @@ impl Store {
 
     /// Registers a run (one `analyze` or one service start); returns its id.
     pub fn begin_run(&self, mode: &str, sources: &str) -> Result<i64, StoreError> {
-        let id: i64 =
-            self.conn
-                .query_row("SELECT coalesce(max(id), 0) + 1 FROM runs", [], |r| {
-                    r.get(0)
-                })?;
-        self.conn.execute(
+        let conn = self.conn();
+        let id: i64 = conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM runs", [], |r| {
+            r.get(0)
+        })?;
+        conn.execute(
             "INSERT INTO runs (id, started_at, mode, sources, version) VALUES (?, now()::TIMESTAMP, ?, ?, ?)",
             params![id, mode, sources, env!("CARGO_PKG_VERSION")],
         )?;
@@ -136,11 +152,12 @@ impl Store {
     }
 
     pub fn end_run(&self, run_id: i64) -> Result<(), StoreError> {
-        self.conn.execute(
+        let conn = self.conn();
+        conn.execute(
             "UPDATE runs SET ended_at = now()::TIMESTAMP WHERE id = ?",
             params![run_id],
         )?;
-        self.conn.execute_batch("CHECKPOINT")?;
+        conn.execute_batch("CHECKPOINT")?;
         Ok(())
     }
 

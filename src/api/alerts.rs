@@ -1,0 +1,368 @@
+//! Alerts: what the rules and models raised, and their lifecycle (acknowledge,
+//! dismiss). Also served under `/api/threats` for existing clients.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use duckdb::types::Value;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+
+use super::ApiState;
+use super::auth::{Reader, Token};
+use super::devices::{default_limit, parse_mac};
+use super::error::{ApiError, ApiResult};
+use super::status::Tag;
+use crate::store::query::{Filter, ts_value};
+
+#[derive(Object)]
+pub struct Alert {
+    pub id: i64,
+    /// First occurrence.
+    pub ts: DateTime<Utc>,
+    /// Latest occurrence (repeats within the dedup window raise `count`).
+    pub last_ts: DateTime<Utc>,
+    /// Rule id (e.g. port_scan, dns_tunnel) or `anomaly` for the models.
+    pub rule: String,
+    /// info, low, medium, high, critical.
+    pub severity: String,
+    /// active, acknowledged, dismissed, resolved.
+    pub state: String,
+    pub title: String,
+    pub explanation: Option<String>,
+    pub device_mac: Option<String>,
+    pub peer: Option<String>,
+    /// MITRE ATT&CK technique id.
+    pub mitre_technique: Option<String>,
+    pub count: u64,
+    pub flow_ids: Vec<i64>,
+    /// Rule-specific evidence: domains, counts, ports, thresholds.
+    pub evidence: serde_json::Value,
+}
+
+#[derive(Object)]
+pub struct AlertPage {
+    pub items: Vec<Alert>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[oai(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// This severity and the ones above it, as stored.
+    fn at_least(self) -> Vec<&'static str> {
+        let all = ["info", "low", "medium", "high", "critical"];
+        all[self as usize..].to_vec()
+    }
+}
+
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "lowercase")]
+pub enum AlertState {
+    Active,
+    Acknowledged,
+    Dismissed,
+    Resolved,
+}
+
+impl AlertState {
+    fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Active => "active",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Dismissed => "dismissed",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+pub const ALERT_COLUMNS: &str = "id, ts, last_ts, rule, severity, state, title, explanation, \
+    device_mac, peer, mitre_technique, count, flow_ids, CAST(evidence AS VARCHAR)";
+
+pub fn alert_from_row(r: &duckdb::Row<'_>) -> duckdb::Result<Alert> {
+    let flow_ids = match r.get::<_, Value>(12)? {
+        Value::List(v) => v
+            .into_iter()
+            .filter_map(|x| match x {
+                Value::BigInt(i) => Some(i),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let evidence: Option<String> = r.get(13)?;
+    Ok(Alert {
+        id: r.get(0)?,
+        ts: r.get::<_, NaiveDateTime>(1)?.and_utc(),
+        last_ts: r.get::<_, NaiveDateTime>(2)?.and_utc(),
+        rule: r.get(3)?,
+        severity: r.get(4)?,
+        state: r.get(5)?,
+        title: r.get(6)?,
+        explanation: r.get(7)?,
+        device_mac: r.get(8)?,
+        peer: r.get(9)?,
+        mitre_technique: r.get(10)?,
+        count: r.get(11)?,
+        flow_ids,
+        evidence: evidence
+            .and_then(|e| serde_json::from_str(&e).ok())
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list_alerts(
+    state: &ApiState,
+    since: Option<DateTime<Utc>>,
+    severity: Option<Severity>,
+    alert_state: Option<AlertState>,
+    device: Option<String>,
+    rule: Option<String>,
+    active_only: bool,
+    limit: u32,
+    offset: u32,
+) -> ApiResult<AlertPage> {
+    let mut f = Filter::default();
+    if let Some(t) = since {
+        f.add("last_ts >= ?", [ts_value(t)]);
+    }
+    if let Some(s) = severity {
+        let levels = s.at_least();
+        let marks = vec!["?"; levels.len()].join(", ");
+        f.add(
+            &format!("severity IN ({marks})"),
+            levels.into_iter().map(|l| Value::Text(l.into())),
+        );
+    }
+    if let Some(s) = alert_state {
+        f.add("state = ?", [Value::Text(s.as_str().into())]);
+    }
+    if active_only {
+        f.add("state = 'active'", []);
+    }
+    if let Some(d) = device {
+        f.add("device_mac = ?", [Value::Text(parse_mac("device", &d)?)]);
+    }
+    if let Some(r) = rule {
+        f.add("rule = ?", [Value::Text(r)]);
+    }
+    let sql = format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY last_ts DESC, id DESC LIMIT {limit} OFFSET {offset}",
+        f.sql()
+    );
+    let count_sql = format!("SELECT count(*)::UBIGINT FROM alerts {}", f.sql());
+    let params = f.params();
+    let (items, total) = state
+        .db
+        .run(move |c| {
+            let mut st = c.prepare(&sql)?;
+            let items = st
+                .query_map(duckdb::params_from_iter(params.iter()), alert_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let total = c.query_row(&count_sql, duckdb::params_from_iter(params.iter()), |r| {
+                r.get(0)
+            })?;
+            Ok((items, total))
+        })
+        .await?;
+    Ok(AlertPage {
+        items,
+        total,
+        limit,
+        offset,
+    })
+}
+
+async fn get_alert(state: &ApiState, id: i64) -> ApiResult<Alert> {
+    let found = state
+        .db
+        .run(move |c| {
+            let mut st = c.prepare(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"))?;
+            st.query_map([id], alert_from_row)?.next().transpose()
+        })
+        .await?;
+    found.ok_or_else(|| ApiError::not_found("alert", id))
+}
+
+/// Moves an alert to `to`; `from` lists the states that allow it.
+async fn transition(
+    state: &ApiState,
+    id: i64,
+    to: &'static str,
+    from: &'static [&'static str],
+) -> ApiResult<Alert> {
+    let current = get_alert(state, id).await?;
+    if current.state == to {
+        return Ok(current);
+    }
+    if !from.contains(&current.state.as_str()) {
+        return Err(ApiError::conflict(
+            format!("alert cannot become {to}"),
+            format!("alert {id} is {}", current.state),
+        ));
+    }
+    state
+        .db
+        .run(move |c| {
+            c.execute(
+                "UPDATE alerts SET state = ? WHERE id = ?",
+                duckdb::params![to, id],
+            )
+        })
+        .await?;
+    get_alert(state, id).await
+}
+
+pub struct AlertsApi;
+
+#[OpenApi(tag = "Tag::Alerts")]
+impl AlertsApi {
+    /// Alerts, most recent first.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/api/alerts", method = "get")]
+    async fn list(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        auth: Reader,
+        /// Alerts last seen at or after this time.
+        since: Query<Option<DateTime<Utc>>>,
+        /// Minimum severity.
+        severity: Query<Option<Severity>>,
+        #[oai(name = "state")] alert_state: Query<Option<AlertState>>,
+        /// MAC of the device concerned.
+        device: Query<Option<String>>,
+        /// Rule id.
+        rule: Query<Option<String>>,
+        /// Only alerts in state `active`.
+        #[oai(default)]
+        active_only: Query<bool>,
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        #[oai(default, validator(maximum(value = "10000000")))] offset: Query<u32>,
+    ) -> ApiResult<Json<AlertPage>> {
+        auth.check(&state)?;
+        Ok(Json(
+            list_alerts(
+                &state,
+                since.0,
+                severity.0,
+                alert_state.0,
+                device.0,
+                rule.0,
+                active_only.0,
+                limit.0,
+                offset.0,
+            )
+            .await?,
+        ))
+    }
+
+    /// Alerts (alias of `/api/alerts` for existing clients).
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/api/threats", method = "get", deprecated)]
+    async fn list_threats(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        auth: Reader,
+        since: Query<Option<DateTime<Utc>>>,
+        severity: Query<Option<Severity>>,
+        #[oai(name = "state")] alert_state: Query<Option<AlertState>>,
+        device: Query<Option<String>>,
+        rule: Query<Option<String>>,
+        #[oai(default)] active_only: Query<bool>,
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        #[oai(default, validator(maximum(value = "10000000")))] offset: Query<u32>,
+    ) -> ApiResult<Json<AlertPage>> {
+        auth.check(&state)?;
+        Ok(Json(
+            list_alerts(
+                &state,
+                since.0,
+                severity.0,
+                alert_state.0,
+                device.0,
+                rule.0,
+                active_only.0,
+                limit.0,
+                offset.0,
+            )
+            .await?,
+        ))
+    }
+
+    /// One alert.
+    #[oai(path = "/api/alerts/:id", method = "get")]
+    async fn get(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        auth: Reader,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Alert>> {
+        auth.check(&state)?;
+        Ok(Json(get_alert(&state, id.0).await?))
+    }
+
+    /// One alert (alias of `/api/alerts/{id}`).
+    #[oai(path = "/api/threats/:id", method = "get", deprecated)]
+    async fn get_threat(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        auth: Reader,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Alert>> {
+        auth.check(&state)?;
+        Ok(Json(get_alert(&state, id.0).await?))
+    }
+
+    /// Marks an active alert as seen; repeats keep counting without reopening it.
+    #[oai(path = "/api/alerts/:id/acknowledge", method = "post")]
+    async fn acknowledge(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Alert>> {
+        Ok(Json(
+            transition(&state, id.0, "acknowledged", &["active"]).await?,
+        ))
+    }
+
+    /// Dismisses an alert as not a problem.
+    #[oai(path = "/api/alerts/:id/dismiss", method = "post")]
+    async fn dismiss(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Alert>> {
+        Ok(Json(
+            transition(
+                &state,
+                id.0,
+                "dismissed",
+                &["active", "acknowledged", "resolved"],
+            )
+            .await?,
+        ))
+    }
+}
