@@ -275,10 +275,18 @@ impl Config {
                 "api.max_body_kib, api.max_upload_mib and api.ws_queue must be at least 1".into(),
             ));
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
+        // EnvFilter would take any word as a target name; a typo such as "verbose" must
+        // be an error, so every directive is `level` or `target=level`.
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        let bad = self.logging.level.split(',').map(str::trim).find(|d| {
+            let level = d.rsplit_once('=').map_or(*d, |(_, l)| l);
+            !LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        });
+        if let Some(d) = bad {
             return Err(ConfigError(format!(
-                "logging.level {:?} is not a log level or filter: {e}",
-                self.logging.level
+                "logging.level {:?}: {d:?} is not `level` or `target=level` with level one of {}",
+                self.logging.level,
+                LEVELS.join(", ")
             )));
         }
         Ok(())

@@ -130,11 +130,11 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Openapi => {
-            println!("{}", netguardian::api::spec_json());
+            print_out(&netguardian::api::spec_json());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CheckConfig => {
-            println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
+            print_out(&toml::to_string_pretty(&cfg).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -166,6 +166,12 @@ fn check_serve(cfg: &Config, pcap: Option<&std::path::Path>) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {

@@ -138,13 +138,16 @@ impl AnalyticsApi {
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut st = c.prepare(
+                    // A side counts for a device only when its address is one of the
+                    // device's own: the router's MAC also carries every internet host.
                     "WITH sides AS ( \
-                       SELECT orig_mac AS mac, orig_bytes AS sent, resp_bytes AS recv FROM flows \
+                       SELECT orig_mac AS mac, orig_addr AS addr, orig_bytes AS sent, resp_bytes AS recv FROM flows \
                          WHERE ts >= ?1 AND ts < ?2 AND orig_mac IS NOT NULL \
-                       UNION ALL SELECT resp_mac, resp_bytes, orig_bytes FROM flows \
+                       UNION ALL SELECT resp_mac, resp_addr, resp_bytes, orig_bytes FROM flows \
                          WHERE ts >= ?1 AND ts < ?2 AND resp_mac IS NOT NULL) \
                      SELECT s.mac, d.hostname, d.vendor, sum(sent)::UBIGINT, sum(recv)::UBIGINT, count(*)::UBIGINT \
-                     FROM sides s JOIN devices d ON d.mac = s.mac \
+                     FROM sides s JOIN device_addresses a ON a.mac = s.mac AND a.addr = s.addr \
+                     JOIN devices d ON d.mac = s.mac \
                      GROUP BY s.mac, d.hostname, d.vendor ORDER BY sum(sent) + sum(recv) DESC LIMIT 10",
                 )?;
                 let top_talkers = st

@@ -138,6 +138,10 @@ impl From<duckdb::Error> for ApiError {
 /// parameter, missing body, unknown route, failed auth, oversized body) into a problem
 /// document with the same status.
 pub async fn to_problem(err: poem::Error) -> poem::Response {
+    // Errors our handlers return are already problem documents: pass them through.
+    if err.is_from_response() {
+        return err.into_response();
+    }
     let status = err.status();
     let mut p = Problem::new(
         status,

@@ -212,10 +212,10 @@ impl FlowsApi {
     ) -> ApiResult<Json<FlowPage>> {
         auth.check(&state)?;
         let mut f = Filter::default();
-        if let (Some(s), Some(u)) = (since.0, until.0) {
-            if s > u {
-                return Err(ApiError::bad_request("since", "since is after until"));
-            }
+        if let (Some(s), Some(u)) = (since.0, until.0)
+            && s > u
+        {
+            return Err(ApiError::bad_request("since", "since is after until"));
         }
         if let Some(t) = since.0 {
             f.add("ts >= ?", [ts_value(t)]);

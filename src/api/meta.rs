@@ -267,10 +267,10 @@ fn filter(
     mac_col: &str,
 ) -> ApiResult<Filter> {
     let mut f = Filter::default();
-    if let (Some(s), Some(u)) = (since, until) {
-        if s > u {
-            return Err(ApiError::bad_request("since", "since is after until"));
-        }
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err(ApiError::bad_request("since", "since is after until"));
     }
     if let Some(t) = since {
         f.add("ts >= ?", [ts_value(t)]);

@@ -81,10 +81,11 @@ pub async fn stream(
                         if !kinds.contains(m.kind) {
                             continue;
                         }
-                        if let Some(d) = &device {
-                            if m.kind != "stats" && !m.macs.iter().any(|x| x == d) {
-                                continue;
-                            }
+                        if let Some(d) = &device
+                            && m.kind != "stats"
+                            && !m.macs.iter().any(|x| x == d)
+                        {
+                            continue;
                         }
                         Message::Text(m.json.clone())
                     }

@@ -32,14 +32,14 @@ pub fn init(level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    if stderr_is_journal() {
-        if let Ok(layer) = tracing_journald::layer() {
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(layer.with_syslog_identifier("netguardian".into()))
-                .try_init();
-            return;
-        }
+    if stderr_is_journal()
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(layer.with_syslog_identifier("netguardian".into()))
+            .try_init();
+        return;
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

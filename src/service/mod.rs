@@ -159,11 +159,12 @@ async fn tick(control: Arc<Control>) {
                 s.queue_dropped
             ));
         }
-        if let Some(w) = watchdog {
-            if last_ping.elapsed() >= w / 2 && control.healthy() {
-                notify::watchdog();
-                last_ping = Instant::now();
-            }
+        if let Some(w) = watchdog
+            && last_ping.elapsed() >= w / 2
+            && control.healthy()
+        {
+            notify::watchdog();
+            last_ping = Instant::now();
         }
     }
 }
