@@ -7,22 +7,36 @@ LabelEncoder).
 
 Isolation forest layout ("perfect", the default): every tree is padded to a
 complete binary tree of depth D (= the deepest tree, at most
-ceil(log2(max_samples))). For each level d there is one table of node features
-and one of thresholds holding the 2^d nodes of every tree, tree-major, so the
-node of tree t at position p of level d sits at t * 2^d + p and its children
-at 2 * (t * 2^d + p) + {0, 1}. All trees advance one level per step over an
-[N, T] int64 index tensor:
+ceil(log2(max_samples)) = 8). For each level d there is one table of node
+features and one of thresholds holding the 2^d nodes of every tree, tree-major,
+so the node of tree t at position p of level d sits at g = t * 2^d + p and its
+children at 2g + {0, 1}. All trees advance one level per step over an [N, T]
+tensor of node indices:
 
-    f  = Gather(feat_d, g)             # [N, T] feature of the current node
-    x  = GatherElements(features, f)   # [N, T] that feature of the row
-    th = Gather(thr_d, g)              # [N, T] threshold
-    g  = 2 * g + Cast(x > th)          # child (sklearn goes left when x <= thr)
+    levels 0, 1 (1 and 2 nodes per tree), dense, no index needed:
+        x_0 = Gather(features, feat_0, axis=1); b_0 = x_0 > thr_0
+        x_1 = Where(b_0, Gather(features, feat_1r), Gather(features, feat_1l)), same for thr
+        g_2 = 4t + 2 b_0 + b_1
+    levels d = 2 .. D-1:
+        f   = GatherElements(feat_d[1, M], g as int32 [1, N*T])   -> [N, T]
+        x   = GatherElements(features, f, axis=1)                  # the row's value
+        th  = GatherElements(thr_d[1, M], g)
+        g   = 2 g + Cast(x > th)           # sklearn goes left when x <= thr
+    score = Exp(ReduceSum(GatherElements(leaf[1, T*2^D], g), axis=1))
 
-Level 0 needs no index (one root per tree): x = Gather(features, feat_0, axis=1).
-After D levels g indexes the leaf table, which holds
--ln 2 * (depth + c(n_samples)) / (T * c(max_samples)) per leaf (padding leaves
-copy the value of the real leaf above them), so score = Exp(ReduceSum(leaf)) =
+Leaves hold -ln 2 * (depth + c(n_samples)) / (T * c(max_samples)) (padding
+leaves copy the real leaf above them), so the sum and one Exp give
 2^(-mean path length / c(max_samples)) = -IsolationForest.score_samples.
+
+Why this shape, measured in tract-onnx 0.23 (see models/README.md):
+- node indices are float32 (exact below 2^24) and cast to int32 only to index:
+  tract-onnx turns every ONNX Cast *to int64* into a cast to its symbolic
+  dimension type TDim, and int64 index arithmetic then runs on TDim values
+  (~250 us/row); int32/int64 element-wise ops use generic code while float32
+  ones use SIMD kernels;
+- table lookups are GatherElements over [1, M] tables: tract's Gather on a
+  [N, T] index tensor costs ~3x its GatherElements per element;
+- the two top levels need no lookups at all.
 
 The forest is fitted on the float32 *unscaled* feature values: isolation trees
 are invariant to per-feature affine scaling, and comparing the graph's float32
@@ -31,8 +45,10 @@ ones, which keeps x <= thr exact) makes the graph agree with sklearn exactly
 rather than "almost" (a scaler in front would round differently in float32
 and flip the odd split). The scaler still travels in the metadata.
 
-A Hummingbird-style "gemm" layout is kept for the benchmark only (bench.py):
-its cost grows with nodes x leaves per tree, hopeless for depth-8 trees.
+Two more layouts are kept for comparison only: "gather_i64" (the plain
+level-wise version with Gather and int64 indices) and "gemm" (Hummingbird's
+GEMM strategy, whose cost grows with nodes x leaves per tree: hopeless for
+depth-8 trees).
 """
 
 from __future__ import annotations
@@ -132,6 +148,8 @@ def _const(name: str, arr) -> onnx.TensorProto:
 def iforest_graph(forest, n_features: int, layout: str = "perfect") -> onnx.ModelProto:
     if layout == "perfect":
         return _iforest_perfect(forest, n_features)
+    if layout == "gather_i64":
+        return _iforest_gather_i64(forest, n_features)
     if layout == "gemm":
         return _iforest_gemm(forest, n_features)
     raise ValueError(f"unknown layout {layout!r}")
@@ -160,6 +178,87 @@ def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
 
 
 def _iforest_perfect(forest, n_features: int) -> onnx.ModelProto:
+    """The fast layout (see the module docstring and models/README.md)."""
+    feat, thr, leaf, D = forest_tables(forest, n_features)
+    T = len(forest.estimators_)
+    c = float(average_path_length([forest._max_samples])[0])
+    leafv = (-math.log(2.0) * leaf / (T * c)).astype(np.float32)
+    assert (T << D) < 2**24  # node indices are exact in float32
+    inits = [
+        _const("flat", np.array([1, -1], dtype=np.int64)),
+        _const("rows", np.array([-1, T], dtype=np.int64)),
+        _const("two", np.array(2.0, dtype=np.float32)),
+        _const("leaf_value", leafv[None, :]),
+        _const("sum_axes", np.array([1], dtype=np.int64)),
+        _const("feat_0", feat[0]),
+        _const("thr_0", thr[0][None, :]),
+    ]
+    # Level 0 (one root per tree) and level 1 (two nodes per tree) are evaluated
+    # densely: Gather of constant feature columns, compare, select.
+    nodes = [
+        helper.make_node("Gather", ["features", "feat_0"], ["x_0"], axis=1, name="x_0"),
+        helper.make_node("Greater", ["x_0", "thr_0"], ["gt_0"], name="gt_0"),
+        helper.make_node("Cast", ["gt_0"], ["b_0"], to=TensorProto.FLOAT, name="b_0"),
+    ]
+    if D == 1:
+        inits.append(_const("base_1", (2 * np.arange(T, dtype=np.float32))[None, :]))
+        nodes.append(helper.make_node("Add", ["base_1", "b_0"], ["g_1"], name="g_1"))
+    else:
+        inits += [
+            _const("feat_1l", feat[1][0::2]),
+            _const("feat_1r", feat[1][1::2]),
+            _const("thr_1l", thr[1][0::2][None, :]),
+            _const("thr_1r", thr[1][1::2][None, :]),
+            _const("base_2", (4 * np.arange(T, dtype=np.float32))[None, :]),
+        ]
+        nodes += [
+            helper.make_node("Gather", ["features", "feat_1l"], ["x_1l"], axis=1, name="x_1l"),
+            helper.make_node("Gather", ["features", "feat_1r"], ["x_1r"], axis=1, name="x_1r"),
+            helper.make_node("Where", ["gt_0", "x_1r", "x_1l"], ["x_1"], name="x_1"),
+            helper.make_node("Where", ["gt_0", "thr_1r", "thr_1l"], ["th_1"], name="th_1"),
+            helper.make_node("Greater", ["x_1", "th_1"], ["gt_1"], name="gt_1"),
+            helper.make_node("Cast", ["gt_1"], ["b_1"], to=TensorProto.FLOAT, name="b_1"),
+            helper.make_node("Mul", ["b_0", "two"], ["b_0x2"], name="b_0x2"),
+            helper.make_node("Add", ["base_2", "b_0x2"], ["g_2a"], name="g_2a"),
+            helper.make_node("Add", ["g_2a", "b_1"], ["g_2"], name="g_2"),
+        ]
+    # Levels 2 .. D-1: every (row, tree) looks up its node. Node indices are
+    # float32 (tract runs float arithmetic through SIMD kernels, int arithmetic
+    # through slow generic code, and turns ONNX casts *to int64* into casts to
+    # its symbolic TDim type) and become int32 only to index. Table lookups are
+    # GatherElements over [1, M] tables with [1, N*T] indices: tract's Gather
+    # costs ~3x its GatherElements per element.
+    for d in range(min(2, D), D):
+        inits += [_const(f"feat_{d}", feat[d][None, :]), _const(f"thr_{d}", thr[d][None, :])]
+        nodes += [
+            helper.make_node("Cast", [f"g_{d}"], [f"gi_{d}"], to=TensorProto.INT32, name=f"gi_{d}"),
+            helper.make_node("Reshape", [f"gi_{d}", "flat"], [f"gf_{d}"], name=f"gf_{d}"),
+            helper.make_node("GatherElements", [f"feat_{d}", f"gf_{d}"], [f"ff_{d}"], axis=1, name=f"ff_{d}"),
+            helper.make_node("Reshape", [f"ff_{d}", "rows"], [f"f_{d}"], name=f"f_{d}"),
+            helper.make_node("GatherElements", ["features", f"f_{d}"], [f"x_{d}"], axis=1, name=f"x_{d}"),
+            helper.make_node("GatherElements", [f"thr_{d}", f"gf_{d}"], [f"thf_{d}"], axis=1, name=f"thf_{d}"),
+            helper.make_node("Reshape", [f"thf_{d}", "rows"], [f"th_{d}"], name=f"th_{d}"),
+            helper.make_node("Greater", [f"x_{d}", f"th_{d}"], [f"gt_{d}"], name=f"gt_{d}"),
+            helper.make_node("Cast", [f"gt_{d}"], [f"b_{d}"], to=TensorProto.FLOAT, name=f"b_{d}"),
+            helper.make_node("Mul", [f"g_{d}", "two"], [f"g2_{d}"], name=f"g2_{d}"),
+            helper.make_node("Add", [f"g2_{d}", f"b_{d}"], [f"g_{d + 1}"], name=f"g_{d + 1}"),
+        ]
+    nodes += [
+        helper.make_node("Cast", [f"g_{D}"], ["gi_leaf"], to=TensorProto.INT32, name="gi_leaf"),
+        helper.make_node("Reshape", ["gi_leaf", "flat"], ["gf_leaf"], name="gf_leaf"),
+        helper.make_node("GatherElements", ["leaf_value", "gf_leaf"], ["leaf_flat"], axis=1, name="leaf_flat"),
+        helper.make_node("Reshape", ["leaf_flat", "rows"], ["leaf"], name="leaf"),
+        helper.make_node("ReduceSum", ["leaf", "sum_axes"], ["log2_score"], keepdims=0, name="sum"),
+        helper.make_node("Exp", ["log2_score"], ["score"], name="score"),
+    ]
+    inp, outs = _io(n_features, False)
+    g = helper.make_graph(nodes, "netguardian_iforest", [inp], outs, initializer=inits)
+    return _model(g)
+
+
+def _iforest_gather_i64(forest, n_features: int) -> onnx.ModelProto:
+    """The straightforward level-wise layout (benchmark only): Gather from [T * 2^d]
+    tables with int64 node indices. Same results, ~3x slower in tract."""
     feat, thr, leaf, D = forest_tables(forest, n_features)
     T = len(forest.estimators_)
     c = float(average_path_length([forest._max_samples])[0])
@@ -173,31 +272,29 @@ def _iforest_perfect(forest, n_features: int) -> onnx.ModelProto:
         _const("sum_axes", np.array([1], dtype=np.int64)),
     ]
     nodes = [
-        helper.make_node("Gather", ["features", "feat_0"], ["x_0"], axis=1, name="x_0"),
-        helper.make_node("Greater", ["x_0", "thr_0"], ["gt_0"], name="gt_0"),
-        helper.make_node("Cast", ["gt_0"], ["b_0"], to=TensorProto.INT64, name="b_0"),
-        helper.make_node("Add", ["b_0", "tree_base_1"], ["g_1"], name="g_1"),
+        helper.make_node("Gather", ["features", "feat_0"], ["x_0"], axis=1),
+        helper.make_node("Greater", ["x_0", "thr_0"], ["gt_0"]),
+        helper.make_node("Cast", ["gt_0"], ["b_0"], to=TensorProto.INT64),
+        helper.make_node("Add", ["b_0", "tree_base_1"], ["g_1"]),
     ]
     for d in range(1, D):
         inits += [_const(f"feat_{d}", feat[d]), _const(f"thr_{d}", thr[d])]
         nodes += [
-            helper.make_node("Gather", [f"feat_{d}", f"g_{d}"], [f"f_{d}"], axis=0, name=f"f_{d}"),
-            helper.make_node(
-                "GatherElements", ["features", f"f_{d}"], [f"x_{d}"], axis=1, name=f"x_{d}"
-            ),
-            helper.make_node("Gather", [f"thr_{d}", f"g_{d}"], [f"th_{d}"], axis=0, name=f"th_{d}"),
-            helper.make_node("Greater", [f"x_{d}", f"th_{d}"], [f"gt_{d}"], name=f"gt_{d}"),
-            helper.make_node("Cast", [f"gt_{d}"], [f"b_{d}"], to=TensorProto.INT64, name=f"b_{d}"),
-            helper.make_node("Mul", [f"g_{d}", "two"], [f"g2_{d}"], name=f"g2_{d}"),
-            helper.make_node("Add", [f"g2_{d}", f"b_{d}"], [f"g_{d + 1}"], name=f"g_{d + 1}"),
+            helper.make_node("Gather", [f"feat_{d}", f"g_{d}"], [f"f_{d}"], axis=0),
+            helper.make_node("GatherElements", ["features", f"f_{d}"], [f"x_{d}"], axis=1),
+            helper.make_node("Gather", [f"thr_{d}", f"g_{d}"], [f"th_{d}"], axis=0),
+            helper.make_node("Greater", [f"x_{d}", f"th_{d}"], [f"gt_{d}"]),
+            helper.make_node("Cast", [f"gt_{d}"], [f"b_{d}"], to=TensorProto.INT64),
+            helper.make_node("Mul", [f"g_{d}", "two"], [f"g2_{d}"]),
+            helper.make_node("Add", [f"g2_{d}", f"b_{d}"], [f"g_{d + 1}"]),
         ]
     nodes += [
-        helper.make_node("Gather", ["leaf_value", f"g_{D}"], ["leaf"], axis=0, name="leaf"),
-        helper.make_node("ReduceSum", ["leaf", "sum_axes"], ["log2_score"], keepdims=0, name="sum"),
-        helper.make_node("Exp", ["log2_score"], ["score"], name="score"),
+        helper.make_node("Gather", ["leaf_value", f"g_{D}"], ["leaf"], axis=0),
+        helper.make_node("ReduceSum", ["leaf", "sum_axes"], ["log2_score"], keepdims=0),
+        helper.make_node("Exp", ["log2_score"], ["score"]),
     ]
     inp, outs = _io(n_features, False)
-    g = helper.make_graph(nodes, "netguardian_iforest", [inp], outs, initializer=inits)
+    g = helper.make_graph(nodes, "netguardian_iforest_gather_i64", [inp], outs, initializer=inits)
     return _model(g)
 
 

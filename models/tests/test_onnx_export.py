@@ -20,7 +20,8 @@ def data(n, f, seed):
 
 @pytest.mark.parametrize(
     "n,max_samples,max_features,n_estimators",
-    [(3000, 256, 1.0, 100), (3000, 100, 1.0, 50), (3000, 600, 0.5, 30), (40, 256, 1.0, 20), (5, 256, 1.0, 5)],
+    [(3000, 256, 1.0, 100), (3000, 100, 1.0, 50), (3000, 600, 0.5, 30), (40, 256, 1.0, 20), (5, 256, 1.0, 5),
+     (2, 256, 1.0, 3), (3, 256, 1.0, 4)],
 )
 def test_iforest_graph_matches_score_samples(n, max_samples, max_features, n_estimators):
     X, rng = data(n, 12, n)
@@ -42,14 +43,16 @@ def test_iforest_graph_matches_score_samples(n, max_samples, max_features, n_est
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
-def test_gemm_layout_matches_too():
+@pytest.mark.parametrize("layout", ["gather_i64", "gemm"])
+def test_comparison_layouts_match_too(layout):
     X, rng = data(2000, 8, 1)
     forest = IsolationForest(n_estimators=10, random_state=0).fit(X)
     test = (rng.normal(size=(300, 8)) * 2).astype(np.float32)
-    got = ort_run(ox.iforest_graph(forest, 8, layout="gemm"), test)["score"]
+    got = ort_run(ox.iforest_graph(forest, 8, layout=layout), test)["score"]
     np.testing.assert_allclose(got, -forest.score_samples(test), rtol=0, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_autoencoder_graph_matches_sklearn(activation):
     X, rng = data(1500, 10, 2)
