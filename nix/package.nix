@@ -42,14 +42,17 @@ let
   # Whether nixpkgs' duckdb is recent enough to link against (see passthru.systemDuckdbOk).
   systemDuckdbOk = duckdbWanted == null || !lib.versionOlder duckdb.version duckdbWanted;
 
-  # The trainer's requirements (models/requirements.txt): scikit-learn, onnx, onnxruntime,
-  # duckdb, numpy.
+  # The trainer's requirements (models/requirements.txt, which pins the versions it was
+  # tested with; here nixpkgs' versions): numpy, scipy, scikit-learn, onnx, onnxruntime,
+  # duckdb. The trainer reads Parquet exports or a DuckDB file; python duckdb must be able
+  # to read files written by the DuckDB the service links (see duckdbWanted).
   trainerPython = python3.withPackages (ps: [
+    ps.numpy
+    ps.scipy
     ps.scikit-learn
     ps.onnx
     ps.onnxruntime
     ps.duckdb
-    ps.numpy
   ]);
 
   src = lib.fileset.toSource {
@@ -100,7 +103,7 @@ rustPlatform.buildRustPackage {
     # Default models, for a first start before any retraining.
     if [ -d models ]; then
       (cd models && find . -type f \( -name '*.onnx' -o -name '*.json' \) \
-        -not -path './netguardian_models/*' -print0 |
+        -not -path './netguardian_models/*' -not -path './tests/*' -print0 |
         while IFS= read -r -d "" f; do
           install -Dm644 "$f" "$out/share/netguardian/models/$f"
         done)

@@ -15,8 +15,8 @@ pkgs=(
     tcpdump             # the capture on the LAN bridge
     dnsmasq-base        # DHCP + DNS on the router, the "public resolver", the rogue DHCP server
     isc-dhcp-client     # dhclient on the laptop
-    busybox-static      # udhcpc on the phone and IoT device, telnetd on the internet host (Debian's
-                        # plain busybox has no telnetd applet)
+    busybox-static      # udhcpc (phone, IoT, TV, guest), telnetd (IoT device, internet host); Debian's
+                        # plain busybox has no telnetd applet
     bind9-dnsutils      # dig (also DNS over TLS: dig +tls)
     curl                # web, uploads, HTTP basic auth, FTP login
     openssl             # certificates, s_server, s_client

@@ -148,6 +148,15 @@ class TlsHandler(LabHandler):
         except (OSError, ssl.SSLError):
             pass
 
+    def finish(self):
+        try:
+            super().finish()
+            # Close the TLS session properly (close_notify), as real servers do.
+            self.request.settimeout(2)
+            self.request.unwrap()
+        except (OSError, ValueError, ssl.SSLError):
+            pass
+
 
 class Https(Http):
     def handle_error(self, request, client_address):
@@ -319,7 +328,8 @@ def cmd_mdns(host, ip, service=None, query=None, repeat=2):
         inst = "%s.%s.local" % (host, service)
         answers.append(rr(service + ".local", 12, 1, 4500, dns_name(inst)))
         answers.append(rr(inst, 33, 0x8001, 120, struct.pack("!HHH", 0, 0, 8009) + dns_name(fqdn)))
-        answers.append(rr(inst, 16, 0x8001, 4500, b"\x09model=lab" + b"\x0aversion=1"))
+        txt = b"".join(bytes([len(t)]) + t for t in (b"model=lab", b"version=1"))
+        answers.append(rr(inst, 16, 0x8001, 4500, txt))
     msg = struct.pack("!HHHHHH", 0, 0x8400, 0, len(answers), 0, 0) + b"".join(answers)
     for i in range(repeat):
         s.sendto(msg, ("224.0.0.251", 5353))
@@ -415,7 +425,7 @@ def cmd_dga(seed, n):
 
 def cmd_udp_probe(addr, port, payload_hex):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(1.0)
+    s.settimeout(0.5)
     s.sendto(bytes.fromhex(payload_hex), (addr, int(port)))
     try:
         s.recvfrom(4096)
@@ -431,7 +441,7 @@ def cmd_tcp_probe(addr, port, data=None, src=None):
     except OSError as e:
         print("tcp %s:%s: %s" % (addr, port, e))
         return
-    s.settimeout(1.5)
+    s.settimeout(0.8)
     try:
         s.sendall(bytes.fromhex(data) if data else b"\r\n")
         s.recv(1024)
@@ -464,8 +474,7 @@ def cmd_local_egress(addr):
     md += struct.pack("!HH", 12, 1)
     cmd_udp_probe(addr, 5353, md.hex())
     # SMB2 NEGOTIATE over direct TCP (445) and a NetBIOS session request (139).
-    smb2 = bytes.fromhex("fe534d42400000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000")
-    smb2 = smb2[:64]
+    smb2 = b"\xfeSMB" + struct.pack("<H", 64) + bytes(58)  # header: NEGOTIATE, message id 0
     neg = struct.pack("<HHHHI", 36, 2, 1, 0, 0x7F) + bytes(16) + bytes(8) + struct.pack("<HH", 0x0202, 0x0210)
     msg = smb2 + neg
     cmd_tcp_probe(addr, 445, (struct.pack("!I", len(msg)) + msg).hex())

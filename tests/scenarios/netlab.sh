@@ -6,8 +6,11 @@
 #   netlab.sh teardown              remove everything the lab made
 #   netlab.sh run SCENARIO OUTDIR   record OUTDIR/SCENARIO.pcap (builds the lab first and
 #                                   removes it afterwards unless it was already up)
-#   netlab.sh all OUTDIR            every scenario, one lab, one capture each
-#   netlab.sh list                  the scenarios, in the order `all` runs them
+#   netlab.sh all OUTDIR [NAME...]  every scenario (or the ones named), one lab, one
+#                                   capture each
+#   netlab.sh list                  the scenarios, in the order `all` runs them (that of
+#                                   manifest.toml)
+#   netlab.sh check                 are all the tools there? (prints what is missing)
 #   netlab.sh shell DEVICE [CMD]    a shell (or CMD) inside a device's namespace
 #
 # Environment:
@@ -71,14 +74,6 @@ RES_attacker=$LAN.66
 DEVICES=(laptop phone iot attacker)
 ALL_NS=(lan router laptop phone iot attacker inet tv guest)
 
-ORDER=(
-    benign_web benign_dns benign_tls benign_ntp benign_mdns benign_dhcp benign_mix
-    nmap_syn_scan nmap_connect_scan host_scan
-    hping3_syn_flood hping3_icmp_flood hping3_udp_flood
-    hydra_ssh hydra_telnet iodine_tunnel arpspoof rogue_dhcp beacon large_upload
-    cleartext_login dns_bypass tls_old new_device dga_queries high_risk_port
-    local_only_egress
-)
 
 # ---------------------------------------------------------------------------------------
 # Helpers (also used by the scenario files)
@@ -136,12 +131,17 @@ stop_scenario_jobs() {
 }
 
 # sleep BASE seconds +- JITTER seconds (uniform)
-jsleep() {
-    local base_ms j_ms
-    base_ms=$(awk -v b="$1" 'BEGIN{printf "%d", b*1000}')
-    j_ms=$(awk -v j="${2:-0}" 'BEGIN{printf "%d", j*1000}')
-    local ms=$((base_ms + (j_ms > 0 ? RANDOM % (2 * j_ms + 1) - j_ms : 0)))
-    [ "$ms" -gt 0 ] || ms=1
+jsleep() { jsleep_until 0 "$@"; }
+
+# jsleep_until END BASE [JITTER]: the same, but never past $SECONDS = END (0: no limit)
+jsleep_until() {
+    local end=$1 ms
+    ms=$(awk -v b="$2" -v j="${3:-0}" -v r="$RANDOM" 'BEGIN{printf "%d", (b + j * (2 * r / 32767 - 1)) * 1000}')
+    if [ "$end" -gt 0 ]; then
+        local left=$(((end - SECONDS) * 1000))
+        [ "$ms" -le "$left" ] || ms=$left
+    fi
+    [ "$ms" -gt 0 ] || return 0
     sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
 }
 
@@ -157,7 +157,7 @@ wait_for() {
 }
 
 listening() { # DEVICE PROTO(t|u) ADDR:PORT
-    nsx "$1" ss -H -n -l"$2" | awk '{print $4}' | grep -qx "$3"
+    nsx "$1" ss -H -n -l"$2" | awk '{sub(/%[^:]*/, "", $4); print $4}' | grep -qx "$3"
 }
 
 # Web traffic as a device makes it: name lookup through the router, then the request.
@@ -218,9 +218,7 @@ del_device() {
         [ -e "$f" ] && stop_pidfile "$f"
     done
     if ns_exists "$d"; then
-        local pids
-        pids=$(ip netns pids "$(ns "$d")" 2>/dev/null || true)
-        [ -z "$pids" ] || kill $pids 2>/dev/null || true
+        ns_kill "$d" TERM
         ip netns del "$(ns "$d")" 2>/dev/null || true
     fi
     ip -n "$(ns lan)" link del "p-$d" 2>/dev/null || true
@@ -314,7 +312,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin yes
 StrictModes no
 AuthorizedKeysFile none
-MaxAuthTries 3
+MaxAuthTries 6
 MaxStartups 64:30:128
 LoginGraceTime 15
 EOF
@@ -325,7 +323,7 @@ EOF
         cat >"$STATE/telnet-login-$h" <<EOF
 #!/bin/bash
 host=$([ "$h" = iot ] && echo ESP_500077 || echo bbs)
-for try in 1 2 3; do
+for try in 1; do # one try per connection: hydra stays in step with the prompts
     printf '%s login: ' "\$host"
     IFS= read -r u || exit 0
     printf 'Password: '
@@ -391,6 +389,7 @@ send dhcp-client-identifier = hardware;
 request subnet-mask, broadcast-address, time-offset, routers, domain-name,
         domain-name-servers, domain-search, host-name, ntp-servers, interface-mtu;
 EOF
+    printf '\r\n' >"$STATE/issue"
     printf 'Lab FTP area. Nothing to see here.\n' >"$STATE/ftp/README.txt"
     head -c 300000 /dev/urandom >"$STATE/ftp/backup-2024.tar.gz"
 }
@@ -487,9 +486,9 @@ EOF
         -key "$STATE/legacy.key" -cipher 'DEFAULT:@SECLEVEL=0' -min_protocol TLSv1 -www
     daemon inet ftpd "$PY" -m pyftpdlib -i "$FTP_IP" -p 21 -u ftpuser -P 'Ftp-2024!' \
         -d "$STATE/ftp" -r 30000-30100
-    daemon inet inet-telnetd busybox telnetd -F -p 23 -b "$TELNET_IP" -l "$STATE/telnet-login-inet"
+    daemon inet inet-telnetd busybox telnetd -F -p 23 -b "$TELNET_IP" -f "$STATE/issue" -l "$STATE/telnet-login-inet"
     daemon inet iodined iodined -f -c -l "$TUNNEL_NS_IP" -P "$IODINE_PW" 10.99.0.1/27 "$TUNNEL_ZONE"
-    daemon iot iot-telnetd busybox telnetd -F -p 23 -l "$STATE/telnet-login-iot"
+    daemon iot iot-telnetd busybox telnetd -F -p 23 -f "$STATE/issue" -l "$STATE/telnet-login-iot"
     daemon laptop laptop-sshd /usr/sbin/sshd -D -e -f "$STATE/sshd_config"
     daemon laptop laptop-rdp "$PY" "$LAB_PY" sink 0.0.0.0 3389
 
@@ -508,22 +507,26 @@ EOF
     log "lab up in $((SECONDS - t0)) s: router $ROUTER_IP, laptop $(ip_of laptop), phone $(ip_of phone), iot $(ip_of iot), attacker $(ip_of attacker)"
 }
 
+# Signals every process still running inside one of the lab's namespaces (all started by
+# the lab): ns_kill DEVICE SIGNAL
+ns_kill() {
+    local pids=()
+    mapfile -t pids < <(ip netns pids "$(ns "$1")" 2>/dev/null || true)
+    [ ${#pids[@]} -eq 0 ] || kill -"$2" "${pids[@]}" 2>/dev/null || true
+}
+
 teardown() {
-    local f d pids
+    local f d
     for f in "$STATE"/scen/* "$STATE"/pids/*; do
         [ -e "$f" ] && stop_pidfile "$f"
     done
     for d in "${ALL_NS[@]}"; do
-        if ns_exists "$d"; then
-            pids=$(ip netns pids "$(ns "$d")" 2>/dev/null || true)
-            [ -z "$pids" ] || kill $pids 2>/dev/null || true
-        fi
+        if ns_exists "$d"; then ns_kill "$d" TERM; fi
     done
     sleep 0.3
     for d in "${ALL_NS[@]}"; do
         if ns_exists "$d"; then
-            pids=$(ip netns pids "$(ns "$d")" 2>/dev/null || true)
-            [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+            ns_kill "$d" KILL
             ip netns del "$(ns "$d")" 2>/dev/null || true
         fi
         rm -rf "/etc/netns/$(ns "$d")"
@@ -541,12 +544,14 @@ scenario_file() {
     printf '%s' "$f"
 }
 
+# The scenarios in manifest order, then any script the manifest does not list.
 list_scenarios() {
-    local s f
-    for s in "${ORDER[@]}"; do [ -f "$SCEN_DIR/$s.sh" ] && echo "$s"; done
+    local s f order
+    order=$(awk -F'"' '/^name *= *"/ {print $2}' "$HERE/manifest.toml")
+    for s in $order; do [ -f "$SCEN_DIR/$s.sh" ] && echo "$s"; done
     for f in "$SCEN_DIR"/*.sh; do
         s=$(basename "$f" .sh)
-        printf '%s\n' "${ORDER[@]}" | grep -qx "$s" || echo "$s"
+        grep -qx "$s" <<<"$order" || echo "$s"
     done
 }
 
@@ -554,6 +559,8 @@ list_scenarios() {
 # stopping the lab or the other scenarios.
 exec_scenario() {
     local name=$1
+    set -E
+    trap 'log "scenario $name: failed (exit $?): ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND"' ERR
     # shellcheck disable=SC1090
     source "$(scenario_file "$name")"
     scenario
@@ -599,7 +606,13 @@ run_scenario() { # NAME OUTDIR
     fi
     local started
     started=$(date -u +%FT%TZ)
-    timeout -k 5 "${NG_SCENARIO_TIMEOUT:-300}" "$SELF" __exec "$name" || rc=$?
+    # In the background and waited for, so that Ctrl-C / SIGTERM reach on_signal at once
+    # (bash runs traps only between foreground commands, and timeout detaches the
+    # scenario from the terminal's process group).
+    timeout -k 5 "${NG_SCENARIO_TIMEOUT:-300}" "$SELF" __exec "$name" &
+    SCEN_PID=$!
+    wait "$SCEN_PID" || rc=$?
+    SCEN_PID=
     stop_scenario_jobs
     sleep 1 # the last answers and FINs
     local pkts drops
@@ -633,28 +646,41 @@ EOF
     return "$rc"
 }
 
+SCEN_PID=
+on_signal() {
+    log "interrupted"
+    [ -z "$SCEN_PID" ] || kill -TERM "$SCEN_PID" 2>/dev/null || true
+    exit 130
+}
+
 cmd_run() { # NAME OUTDIR
     need_root
-    local name=$1 out=$2 own=0
+    local name=$1 out=$2
     scenario_file "$name" >/dev/null
     if ! ns_exists lan; then
-        own=1
         [ "${NG_KEEP:-0}" = 1 ] || trap teardown EXIT
-        trap 'exit 130' INT TERM
+        trap on_signal INT TERM
         setup
     fi
     run_scenario "$name" "$out"
 }
 
-cmd_all() { # OUTDIR
+cmd_all() { # OUTDIR [SCENARIO...]
     need_root
-    local out=$1 s failed=() t0=$SECONDS
+    local out=$1 s failed=() t0=$SECONDS names
+    shift
+    if [ $# -gt 0 ]; then
+        for s in "$@"; do scenario_file "$s" >/dev/null; done
+        names="$*"
+    else
+        names=$(list_scenarios)
+    fi
     mkdir -p "$out"
     rm -f "$out/index.tsv"
     [ "${NG_KEEP:-0}" = 1 ] || trap teardown EXIT
-    trap 'exit 130' INT TERM
+    trap on_signal INT TERM
     ns_exists lan || setup
-    for s in $(list_scenarios); do
+    for s in $names; do
         run_scenario "$s" "$out" || failed+=("$s")
     done
     log "all scenarios done in $((SECONDS - t0)) s; captures in $out"
@@ -671,13 +697,14 @@ main() {
         setup) setup ;;
         teardown) need_root; teardown ;;
         run) [ $# -eq 3 ] || die "usage: $0 run SCENARIO OUTDIR"; cmd_run "$2" "$3" ;;
-        all) [ $# -eq 2 ] || die "usage: $0 all OUTDIR"; cmd_all "$2" ;;
+        all) [ $# -ge 2 ] || die "usage: $0 all OUTDIR [SCENARIO...]"; shift; cmd_all "$@" ;;
         list) list_scenarios ;;
         check) required_tools ;;
         shell) [ $# -ge 2 ] || die "usage: $0 shell DEVICE [CMD...]"; local d=$2; shift 2
                if [ $# -eq 0 ]; then nsx "$d" bash; else nsx "$d" "$@"; fi ;;
         __exec) exec_scenario "$2" ;;
-        *) sed -n '2,23p' "$SELF" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
+        *) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$SELF"
+           [ -z "$cmd" ] || exit 2 ;;
     esac
 }
 

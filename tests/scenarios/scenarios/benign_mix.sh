@@ -12,7 +12,7 @@ scenario() {
             https://www.bbc.co.uk/news https://news.ycombinator.com/ https://www.youtube.com/)
         while [ $SECONDS -lt $end ]; do
             browse laptop "${sites[RANDOM % ${#sites[@]}]}"
-            jsleep 4 3
+            jsleep_until "$end" 4 3
         done
     ) &
     (
@@ -20,7 +20,7 @@ scenario() {
         nsx phone "$PY" "$LAB_PY" mdns Pixel-7 "$(ip_of phone)" _googlecast._tcp
         while [ $SECONDS -lt $end ]; do
             UA="Mozilla/5.0 (Linux; Android 14; Pixel 7)" browse phone https://www.youtube.com/
-            jsleep 9 4
+            jsleep_until "$end" 9 4
         done
     ) &
     (
@@ -28,7 +28,7 @@ scenario() {
         while [ $SECONDS -lt $end ]; do
             UA="ESP32 HTTP Client/1.0" browse iot https://api.openweathermap.org/api/v1/report \
                 -X POST -d '{"t":21.5,"h":40}' -H 'Content-Type: application/json'
-            jsleep 15 5
+            jsleep_until "$end" 15 5
         done
     ) &
     (

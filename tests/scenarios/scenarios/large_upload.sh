@@ -12,7 +12,7 @@ baseline() { # SECONDS
     while [ $SECONDS -lt $end ]; do
         browse laptop "${sites[RANDOM % ${#sites[@]}]}"
         [ $((RANDOM % 4)) -eq 0 ] && { nsx laptop ntpdig -t 2 0.debian.pool.ntp.org >/dev/null 2>&1 || true; }
-        jsleep 3 1.5
+        jsleep_until "$end" 3 1.5
     done
 }
 

@@ -10,7 +10,7 @@ scenario() {
     while [ $SECONDS -lt $end ]; do
         browse laptop https://www.wikipedia.org/
         UA="Mozilla/5.0 (Linux; Android 14; Pixel 7)" browse phone https://www.youtube.com/
-        jsleep 3 1
+        jsleep_until "$end" 3 1
     done
     add_device tv
     start_dhcp_client tv
