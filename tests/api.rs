@@ -31,26 +31,7 @@ const SEC: i64 = 1_000_000;
 const TOKEN: &str = "test-token-0123456789";
 
 fn http_session(p: &mut Pcap, t: i64, mac: [u8; 6], ip: [u8; 4], sport: u16, body: usize) {
-    let req = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\n";
-    let resp = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {body}\r\nContent-Type: text/plain\r\n\r\n{}",
-        "x".repeat(body)
-    );
-    let resp = resp.as_bytes();
-    let (c, s) = (mac, ROUTER_MAC);
-    p.push(t, tcp(c, s, ip, sport, S, 80, 100, 0, SYN, &[]));
-    p.push(t + 1000, tcp(s, c, S, 80, ip, sport, 500, 101, SYNACK, &[]));
-    p.push(t + 2000, tcp(c, s, ip, sport, S, 80, 101, 501, ACK, &[]));
-    p.push(t + 3000, tcp(c, s, ip, sport, S, 80, 101, 501, PSHACK, req));
-    let r = 101 + req.len() as u32;
-    p.push(t + 4000, tcp(s, c, S, 80, ip, sport, 501, r, PSHACK, resp));
-    let a = 501 + resp.len() as u32;
-    p.push(t + 5000, tcp(c, s, ip, sport, S, 80, r, a, FINACK, &[]));
-    p.push(t + 6000, tcp(s, c, S, 80, ip, sport, a, r + 1, FINACK, &[]));
-    p.push(
-        t + 7000,
-        tcp(c, s, ip, sport, S, 80, r + 1, a + 1, ACK, &[]),
-    );
+    http_exchange(p, t, (mac, ip), sport, S, &vec![b'x'; body]);
 }
 
 /// A small home: a Pi doing 30 HTTP sessions and a DNS lookup, a phone doing one
@@ -731,14 +712,8 @@ async fn capture_control_validates_before_touching_the_capture() {
 }
 
 fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 #[tokio::test]

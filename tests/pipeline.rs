@@ -58,19 +58,7 @@ fn q1<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> T {
 
 /// A complete HTTP exchange: handshake, request, response, FIN/FIN, last ACK.
 fn http_session(p: &mut Pcap, t: i64, sport: u16) {
-    let req = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\n";
-    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
-    let (c, s) = (CLIENT_MAC, ROUTER_MAC);
-    p.push(t, tcp(c, s, C, sport, S, 80, 100, 0, SYN, &[]));
-    p.push(t + 1000, tcp(s, c, S, 80, C, sport, 500, 101, SYNACK, &[]));
-    p.push(t + 2000, tcp(c, s, C, sport, S, 80, 101, 501, ACK, &[]));
-    p.push(t + 3000, tcp(c, s, C, sport, S, 80, 101, 501, PSHACK, req));
-    let r = 101 + req.len() as u32;
-    p.push(t + 4000, tcp(s, c, S, 80, C, sport, 501, r, PSHACK, resp));
-    let a = 501 + resp.len() as u32;
-    p.push(t + 5000, tcp(c, s, C, sport, S, 80, r, a, FINACK, &[]));
-    p.push(t + 6000, tcp(s, c, S, 80, C, sport, a, r + 1, FINACK, &[]));
-    p.push(t + 7000, tcp(c, s, C, sport, S, 80, r + 1, a + 1, ACK, &[]));
+    http_exchange(p, t, (CLIENT_MAC, C), sport, S, b"hello");
 }
 
 #[test]

@@ -315,3 +315,48 @@ pub fn dhcp_message(
     v.push(255);
     v
 }
+
+/// A complete HTTP exchange between `client` and `server` (port 80) through the router:
+/// handshake, GET request, a 200 response carrying `body`, FIN/FIN and the last ACK.
+pub fn http_exchange(
+    p: &mut Pcap,
+    t: i64,
+    (mac, client): ([u8; 6], [u8; 4]),
+    sport: u16,
+    server: [u8; 4],
+    body: &[u8],
+) {
+    let req = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\n";
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    resp.extend_from_slice(body);
+    let (c, s, ip, srv) = (mac, ROUTER_MAC, client, server);
+    p.push(t, tcp(c, s, ip, sport, srv, 80, 100, 0, SYN, &[]));
+    p.push(
+        t + 1000,
+        tcp(s, c, srv, 80, ip, sport, 500, 101, SYNACK, &[]),
+    );
+    p.push(t + 2000, tcp(c, s, ip, sport, srv, 80, 101, 501, ACK, &[]));
+    p.push(
+        t + 3000,
+        tcp(c, s, ip, sport, srv, 80, 101, 501, PSHACK, req),
+    );
+    let r = 101 + req.len() as u32;
+    p.push(
+        t + 4000,
+        tcp(s, c, srv, 80, ip, sport, 501, r, PSHACK, &resp),
+    );
+    let a = 501 + resp.len() as u32;
+    p.push(t + 5000, tcp(c, s, ip, sport, srv, 80, r, a, FINACK, &[]));
+    p.push(
+        t + 6000,
+        tcp(s, c, srv, 80, ip, sport, a, r + 1, FINACK, &[]),
+    );
+    p.push(
+        t + 7000,
+        tcp(c, s, ip, sport, srv, 80, r + 1, a + 1, ACK, &[]),
+    );
+}
