@@ -26,6 +26,8 @@ pub struct Config {
     pub flow: FlowConfig,
     pub network: NetworkConfig,
     pub pipeline: PipelineConfig,
+    /// Detection rules and the alert lifecycle (`[detect]`, see `detect/config.rs`).
+    pub detect: crate::detect::DetectConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -213,6 +215,7 @@ impl Config {
                 "pipeline queue sizes must be at least 1".into(),
             ));
         }
+        self.detect.validate()?;
         Ok(())
     }
 

@@ -1,0 +1,1 @@
+//! Alert lifecycle (placeholder while the rules are built).
