@@ -496,6 +496,44 @@ impl Lifecycle {
     }
 }
 
+/// Gives `engine` what earlier runs learned: known devices (so `new_device` does not
+/// report them again) and the resolvers and gateways DHCP advertised in the 30 days
+/// before the newest DHCP message.
+pub fn seed_engine(conn: &Connection, engine: &mut super::Engine) -> duckdb::Result<()> {
+    let mut st = conn.prepare("SELECT mac, hostname FROM devices")?;
+    let devices: Vec<super::KnownDevice> = st
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?
+        .filter_map(|r| r.ok())
+        .filter_map(|(mac, hostname)| {
+            Some(super::KnownDevice {
+                mac: super::config::parse_mac(&mac)?,
+                hostname,
+            })
+        })
+        .collect();
+    engine.seed_known_devices(devices);
+    let recent =
+        "msg_type IN ('OFFER', 'ACK') AND ts >= (SELECT max(ts) FROM dhcp) - INTERVAL 30 DAY";
+    let ips = |sql: String| -> duckdb::Result<Vec<std::net::IpAddr>> {
+        let mut st = conn.prepare(&sql)?;
+        let v: Vec<std::net::IpAddr> = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok()?.parse().ok())
+            .collect();
+        Ok(v)
+    };
+    let resolvers = ips(format!(
+        "SELECT DISTINCT s FROM (SELECT unnest(dns_servers) AS s FROM dhcp WHERE {recent}) ORDER BY s LIMIT 16"
+    ))?;
+    let gateways = ips(format!(
+        "SELECT DISTINCT router FROM dhcp WHERE router IS NOT NULL AND {recent} ORDER BY router LIMIT 16"
+    ))?;
+    engine.seed_dhcp(resolvers, gateways);
+    Ok(())
+}
+
 fn load_mutes(conn: &Connection) -> duckdb::Result<Vec<Mute>> {
     let mut st = conn.prepare(
         "SELECT id, rule, device_mac, peer, epoch_us(created_at), epoch_us(until), reason, suppressed, \
