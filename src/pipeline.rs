@@ -602,9 +602,7 @@ mod tests {
     /// A classic microsecond pcap (Ethernet), as `tests/craft` writes them.
     fn write_pcap(path: &std::path::Path, packets: &[(i64, Vec<u8>)]) {
         let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-        for v in [0xa1b2c3d4u32] {
-            f.write_all(&v.to_le_bytes()).unwrap();
-        }
+        f.write_all(&0xa1b2c3d4u32.to_le_bytes()).unwrap();
         f.write_all(&2u16.to_le_bytes()).unwrap();
         f.write_all(&4u16.to_le_bytes()).unwrap();
         for v in [0u32, 0, 65535, 1] {

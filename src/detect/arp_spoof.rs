@@ -10,8 +10,10 @@
 //!   DHCP lease reused — not reported, except the gateway's: a router replaced → low.
 //! - **The next hop to the internet moves.** Every outbound flow to the internet shows
 //!   which MAC the device sent it to. When a device's next hop changes to a MAC that
-//!   only just became a next hop, while its usual one is still in use, its traffic is
-//!   being redirected → high.
+//!   only just became a next hop and belongs to an ordinary home device (one that
+//!   claims an address of its own by ARP or DHCP, not a gateway), while the usual next
+//!   hop is still in use, its traffic is being redirected → high. Routers that answer
+//!   from one MAC and receive on another are not ordinary devices and stay quiet.
 
 use std::net::IpAddr;
 
@@ -27,6 +29,11 @@ struct Claim {
     last: i64,
     /// Learned by ARP or DHCP (not only from forwarded packets).
     claimed: bool,
+}
+
+/// A unicast MAC that is not all zeros.
+fn usable(m: [u8; 6]) -> bool {
+    m != [0; 6] && !crate::inventory::oui::is_multicast(m)
 }
 
 pub struct ArpSpoof {
@@ -162,7 +169,11 @@ impl Rule for ArpSpoof {
                 let (Some(dev), Some(hop)) = (f.orig_mac, f.resp_mac) else {
                     return;
                 };
-                if !ctx.is_local(f.orig_addr) || !ctx.is_public(f.resp_addr) {
+                if !ctx.is_local(f.orig_addr)
+                    || !ctx.is_public(f.resp_addr)
+                    || !usable(dev)
+                    || !usable(hop)
+                {
                     return;
                 }
                 let ts = f.first_ts;
@@ -180,7 +191,14 @@ impl Rule for ArpSpoof {
                 };
                 let new_hop = hop_first > ts - window && hop_first > old_first;
                 let old_alive = old_last >= ts - window;
-                if !(new_hop && old_alive) || self.alerted.get(&(f.orig_addr, hop)).is_some() {
+                // The new next hop must be an ordinary device of the home network (it
+                // claims an address of its own), not a second interface of the router.
+                let ordinary_device = self.claims.iter().any(|(ip, cs)| {
+                    !ctx.is_gateway(*ip) && cs.iter().any(|c| c.mac == hop && c.claimed)
+                });
+                if !(new_hop && old_alive && ordinary_device)
+                    || self.alerted.get(&(f.orig_addr, hop)).is_some()
+                {
                     return;
                 }
                 self.alerted.touch(&(f.orig_addr, hop), ts, || ());
@@ -282,7 +300,7 @@ mod tests {
     #[test]
     fn next_hop_moving_to_a_new_mac_is_high() {
         let mut ctx = ctx();
-        let mut evs = Vec::new();
+        let mut evs = vec![addr(T0, T0, ATT_MAC, ATT_IP, "arp")];
         for i in 0..10 {
             evs.push(FlowB::tcp(DEV_IP, 40000, WAN_IP, 443).at(T0 + i * SEC).ev());
             evs.push(
@@ -316,5 +334,31 @@ mod tests {
             (Severity::High, Some(ATT_MAC))
         );
         assert_eq!(a[0].evidence["victim"], "192.168.1.10");
+    }
+
+    #[test]
+    fn router_with_a_second_mac_is_quiet() {
+        // The router receives on one MAC and sends (and is sometimes sent to) on another
+        // that holds no home address.
+        let mut ctx = ctx();
+        let other: [u8; 6] = [0xc2, 0xea, 0xe4, 0xb0, 0x29, 0x58];
+        let mut evs = vec![addr(T0, T0, GW_MAC, GW_IP, "arp")];
+        for i in 0..10 {
+            let hop = if i % 3 == 2 { other } else { GW_MAC };
+            evs.push(
+                FlowB::tcp(DEV_IP, 40000 + i as u16, WAN_IP, 443)
+                    .at(T0 + i * SEC)
+                    .macs(Some(DEV_MAC), Some(hop))
+                    .ev(),
+            );
+        }
+        // A device with an all-zero MAC in a damaged capture.
+        evs.push(
+            FlowB::tcp(DEV2_IP, 1, WAN_IP, 443)
+                .at(T0 + 20 * SEC)
+                .macs(Some([0; 6]), Some(ATT_MAC))
+                .ev(),
+        );
+        assert!(run_rule(&mut rule(), &mut ctx, &evs).is_empty());
     }
 }

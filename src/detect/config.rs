@@ -117,8 +117,8 @@ pub struct DnsTunnelConfig {
     pub encoded_queries: usize,
     /// Queries to one zone (with at least 50 distinct names): volume alone (medium).
     pub zone_queries: usize,
-    /// A name is encoded-looking when its labels except the last (the TLD), dots left
-    /// out, are at least this many characters...
+    /// A name is encoded-looking when its labels except the TLD (a last label of
+    /// letters), dots left out, are at least this many characters...
     pub min_encoded_len: usize,
     /// ...and its characters' Shannon entropy is at least this many bits.
     pub min_entropy: f64,

@@ -43,7 +43,7 @@ impl DnsBypass {
 
 fn doh_host(host: &str, list: &[String]) -> bool {
     let h = host.trim_end_matches('.').to_ascii_lowercase();
-    list.iter().any(|d| h == *d)
+    list.contains(&h)
 }
 
 impl Rule for DnsBypass {

@@ -126,9 +126,17 @@ impl Rule for DnsTunnel {
             return;
         }
         let zone = registrable(q);
-        // Everything but the last label: tunnels without a registered zone put data in
-        // what looks like the registrable part too.
-        let body = q.rsplit_once('.').map_or(q, |(b, _)| b);
+        // Every label but the TLD: tunnels without a registered zone put data in what
+        // looks like the registrable part too, and in the last label (no real TLD has
+        // digits, except punycode ones).
+        let body = match q.rsplit_once('.') {
+            Some((b, tld))
+                if tld.bytes().all(|c| c.is_ascii_alphabetic()) || tld.starts_with("xn--") =>
+            {
+                b
+            }
+            _ => q,
+        };
         let letters: Vec<u8> = body.bytes().filter(|&b| b != b'.').collect();
         let encoded = letters.len() >= c.min_encoded_len && entropy(&letters) >= c.min_entropy;
         let txt_null = matches!(d.qtype, 10 | 16);

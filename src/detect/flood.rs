@@ -139,7 +139,7 @@ impl Rule for Flood {
             return;
         }
         t.alerted[k] = true;
-        let single = (t.sources.len() == 1 && !t.more_sources).then(|| f.orig_addr);
+        let single = (t.sources.len() == 1 && !t.more_sources).then_some(f.orig_addr);
         let target = who(f.resp_addr, if dst_local { t.target_mac } else { None });
         let from = match single {
             Some(s) => who(s, if src_local { t.source_mac } else { None }),

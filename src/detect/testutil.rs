@@ -108,7 +108,7 @@ impl FlowB {
             last_ts: T0 + S,
             orig: dir(10, 1500, 1000),
             resp: dir(10, 3000, 2500),
-            conn_state: if proto == 6 { "SF" } else { "SF" },
+            conn_state: "SF",
             history: if proto == 6 {
                 "ShADadFf".into()
             } else {
@@ -327,6 +327,7 @@ pub fn dhcp_ack(ts: i64, client: [u8; 6]) -> Event {
     e
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn cleartext(
     ts: i64,
     client: IpAddr,

@@ -1,9 +1,12 @@
 //! `tls_anomaly`: TLS handshakes with internet servers that legitimate software rarely
 //! produces.
 //!
-//! - Certificates (visible for TLS 1.2 and older): self-signed, expired, not yet valid,
-//!   or not matching the requested server name → medium, one alert per handshake
-//!   listing every problem.
+//! - Certificates (visible for TLS 1.2 and older), one alert per handshake listing every
+//!   problem, at the severity of the worst: expired, or not matching the requested
+//!   server name → medium; self-signed with a placeholder subject (OpenSSL defaults,
+//!   the sample subject Emotet and Trickbot servers use) → medium; other self-signed
+//!   certificates → low (apps that pin their own certificate do this); not valid yet
+//!   → low (usually a wrong clock).
 //! - A server name that is an IP literal (forbidden by RFC 6066, seen in malware) → low.
 //! - No server name at all → low (many apps connect by address; it is a hint, not a
 //!   verdict). DNS-over-TLS/HTTPS resolvers are left to `dns_bypass`.
@@ -24,6 +27,18 @@ use crate::event::Event;
 use crate::proto::ProtoRecord;
 
 const MAX_NAMES: usize = 4096;
+
+/// Subjects of self-signed certificates generated with default or sample settings
+/// (OpenSSL's defaults, the "Global Security / IT Department" sample used by Emotet
+/// and Trickbot servers, example and localhost names).
+const PLACEHOLDER_SUBJECTS: [&str; 6] = [
+    "Internet Widgits Pty Ltd",
+    "Some-State",
+    "O=Global Security",
+    "OU=IT Department",
+    "CN=example.com",
+    "CN=localhost",
+];
 
 struct Churn {
     start: i64,
@@ -91,24 +106,40 @@ impl Rule for TlsAnomaly {
             })
         };
 
-        // Certificates.
+        // Certificates: each problem with its own weight; the alert takes the worst.
         if c.certificates {
-            let mut problems: Vec<String> = Vec::new();
+            let mut problems: Vec<(Severity, String)> = Vec::new();
             if t.cert_self_signed == Some(true) {
-                problems.push("self-signed certificate".into());
+                let subject = t.cert_subject.as_deref().unwrap_or_default();
+                if PLACEHOLDER_SUBJECTS.iter().any(|p| subject.contains(p)) {
+                    problems.push((
+                        Severity::Medium,
+                        format!("self-signed placeholder certificate ({subject}) typical of malware servers"),
+                    ));
+                } else {
+                    // Apps that pin their own certificate (chat, VPN, backup clients) do this.
+                    problems.push((Severity::Low, "self-signed certificate".into()));
+                }
             }
             if let Some(na) = t.cert_not_after
                 && na < t.ts
             {
-                problems.push(format!(
-                    "certificate expired {} days ago",
-                    (t.ts - na) / (86_400 * SEC)
+                problems.push((
+                    Severity::Medium,
+                    format!(
+                        "certificate expired {} days ago",
+                        (t.ts - na) / (86_400 * SEC)
+                    ),
                 ));
             }
             if let Some(nb) = t.cert_not_before
                 && nb > t.ts + 86_400 * SEC
             {
-                problems.push("certificate not valid yet".into());
+                // Far more often a wrong clock (device or capture) than an attack.
+                problems.push((
+                    Severity::Low,
+                    "certificate not valid yet (or a wrong clock)".into(),
+                ));
             }
             if let Some(host) = sni.filter(|_| sni_ip.is_none()) {
                 let cn = t.cert_subject.as_deref().and_then(common_name);
@@ -118,10 +149,18 @@ impl Rule for TlsAnomaly {
                     t.cert_san.iter().map(String::as_str).collect()
                 };
                 if !names.is_empty() && !names.iter().any(|n| name_matches(n, host)) {
-                    problems.push(format!("certificate for {}, not {host}", names.join(", ")));
+                    let mut shown: Vec<&str> = names.iter().copied().take(5).collect();
+                    if names.len() > 5 {
+                        shown.push("...");
+                    }
+                    problems.push((
+                        Severity::Medium,
+                        format!("certificate for {}, not {host}", shown.join(", ")),
+                    ));
                 }
             }
-            if !problems.is_empty() {
+            if let Some(sev) = problems.iter().map(|p| p.0).max() {
+                let problems: Vec<String> = problems.into_iter().map(|p| p.1).collect();
                 let peer = sni.map(String::from).unwrap_or_else(|| server.to_string());
                 let mut ev = base_evidence();
                 ev["problems"] = json!(problems);
@@ -129,7 +168,7 @@ impl Rule for TlsAnomaly {
                 ev["cert_issuer"] = json!(t.cert_issuer);
                 ev["cert_san"] = json!(t.cert_san);
                 out.push(
-                    Alert::new(t.ts, "tls_anomaly", Severity::Medium, format!("Untrustworthy certificate from {peer}"))
+                    Alert::new(t.ts, "tls_anomaly", sev, format!("Untrustworthy certificate from {peer}"))
                         .explain(format!(
                             "{dev} connected to {peer} ({server}) and the server presented a {}. Browsers refuse \
                              such certificates; a program that accepts them can be intercepted, and malware \
@@ -247,6 +286,31 @@ mod tests {
         let problems = a[0].evidence["problems"].as_array().unwrap();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert_eq!(a[0].peer.as_deref(), Some("www.example.com"));
+    }
+
+    #[test]
+    fn self_signed_is_low_unless_a_placeholder_and_future_validity_is_low() {
+        let mut ctx = ctx();
+        let mk = |subject: &str| {
+            let mut r = tls_rec(T0, None);
+            r.cert_subject = Some(subject.into());
+            r.cert_self_signed = Some(true);
+            tls(DEV_IP, WAN_IP, r)
+        };
+        let mut future = tls_rec(T0, Some("example.org"));
+        future.cert_san = vec!["example.org".into()];
+        future.cert_not_before = Some(T0 + 30 * 86_400 * SEC);
+        let evs = [
+            mk("C=KR, L=Seoul, O=Kakao, CN=Kakao.com"),
+            mk("C=GB, ST=London, L=London, O=Global Security, OU=IT Department, CN=example.com"),
+            tls(DEV_IP, WAN_IP, future),
+        ];
+        let a: Vec<_> = run_rule(&mut rule(), &mut ctx, &evs)
+            .into_iter()
+            .filter(|a| a.title.starts_with("Untrustworthy"))
+            .map(|a| a.severity)
+            .collect();
+        assert_eq!(a, [Severity::Low, Severity::Medium, Severity::Low]);
     }
 
     #[test]

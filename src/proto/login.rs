@@ -110,7 +110,7 @@ enum Iac {
     Opt,
     /// Inside IAC SB ... IAC SE.
     Sub,
-    SubIac,
+    SubCmd,
 }
 
 #[derive(Debug, Default)]
@@ -479,10 +479,10 @@ impl LoginSession {
                 (Iac::Cmd, 251..=254) => (Iac::Opt, None),
                 (Iac::Cmd, 250) => (Iac::Sub, None),
                 (Iac::Cmd, _) | (Iac::Opt, _) => (Iac::Data, None),
-                (Iac::Sub, 255) => (Iac::SubIac, None),
+                (Iac::Sub, 255) => (Iac::SubCmd, None),
                 (Iac::Sub, _) => (Iac::Sub, None),
-                (Iac::SubIac, 240) => (Iac::Data, None),
-                (Iac::SubIac, _) => (Iac::Sub, None),
+                (Iac::SubCmd, 240) => (Iac::Data, None),
+                (Iac::SubCmd, _) => (Iac::Sub, None),
             };
             t.iac[d] = next;
             let Some(c) = byte else { continue };
