@@ -28,6 +28,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub api: ApiConfig,
     pub logging: LoggingConfig,
+    /// Detection rules and the alert lifecycle (`[detect]`, see `detect/config.rs`).
+    pub detect: crate::detect::DetectConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -289,6 +291,7 @@ impl Config {
                 LEVELS.join(", ")
             )));
         }
+        self.detect.validate()?;
         Ok(())
     }
 

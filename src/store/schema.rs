@@ -14,10 +14,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "flows, devices, protocol metadata, alerts, capture statistics",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "flows, devices, protocol metadata, alerts, capture statistics",
+        sql: r#"
 CREATE TABLE runs (
     id BIGINT PRIMARY KEY,
     started_at TIMESTAMP NOT NULL,
@@ -232,8 +233,89 @@ CREATE TABLE alerts (
     evidence JSON
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "alert mutes and the device risk score",
+        sql: r#"
+-- Mutes (detect/lifecycle.rs): rule x device x peer, NULL device or peer = any; `until`
+-- is compared with the alert's packet time, NULL = until unmuted.
+CREATE SEQUENCE alert_mute_id_seq START 1;
+CREATE TABLE alert_mutes (
+    id BIGINT PRIMARY KEY DEFAULT nextval('alert_mute_id_seq'),
+    rule VARCHAR NOT NULL,
+    device_mac VARCHAR,
+    peer VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    until TIMESTAMP,
+    reason VARCHAR,
+    suppressed UBIGINT NOT NULL DEFAULT 0,   -- occurrences the mute dropped
+    last_suppressed TIMESTAMP
+);
+
+-- Risk per device over its open alerts: min(100, sum of weight(severity) x (1 active,
+-- 0.5 acknowledged)), weights info 0, low 1, medium 5, high 15, critical 40 (the same
+-- formula as detect::lifecycle::risk_score). Devices without open alerts have no row.
+CREATE VIEW device_risk AS
+SELECT device_mac AS mac,
+       least(100, round(sum(
+           CASE severity WHEN 'critical' THEN 40 WHEN 'high' THEN 15 WHEN 'medium' THEN 5
+                         WHEN 'low' THEN 1 ELSE 0 END
+           * CASE state WHEN 'active' THEN 1.0 ELSE 0.5 END)))::INTEGER AS score,
+       count(*) AS open_alerts,
+       count(*) FILTER (WHERE severity IN ('high', 'critical')) AS serious_alerts,
+       max(last_ts) AS last_alert
+FROM alerts
+WHERE state IN ('active', 'acknowledged') AND device_mac IS NOT NULL
+GROUP BY device_mac;
+"#,
+    },
+];
 
 pub fn latest_version() -> i32 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A database made by a netguardian that knew only migration 1 upgrades in place,
+    /// keeping its alerts.
+    #[test]
+    fn version_1_database_upgrades_to_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.duckdb");
+        {
+            let c = duckdb::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL, description VARCHAR NOT NULL);",
+            )
+            .unwrap();
+            c.execute_batch(MIGRATIONS[0].sql).unwrap();
+            c.execute_batch(
+                "INSERT INTO schema_migrations VALUES (1, now()::TIMESTAMP, 'v1');
+                 INSERT INTO alerts (ts, last_ts, rule, severity, title, device_mac)
+                 VALUES (TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-01', 'port_scan', 'high', 't', 'aa:bb:cc:dd:ee:ff');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest_version());
+        assert_eq!(latest_version(), 2);
+        let c = store.connection().unwrap();
+        let score: i32 = c
+            .query_row(
+                "SELECT score FROM device_risk WHERE mac = 'aa:bb:cc:dd:ee:ff'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(score, 15);
+        let mutes: i64 = c
+            .query_row("SELECT count(*) FROM alert_mutes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mutes, 0);
+    }
 }

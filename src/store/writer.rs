@@ -379,6 +379,8 @@ impl Writer {
                     ])?;
                     self.stats.names += 1;
                 }
+                // Cleartext logins feed the detection rules; their alerts are stored.
+                ProtoRecord::Cleartext(_) => {}
             }
         }
         for a in [&mut dns, &mut tls, &mut http, &mut dhcp, &mut names] {
