@@ -5,11 +5,15 @@
 //! - [`tcp`]: Zeek-compatible TCP states, `conn_state` and `history`.
 //! - [`stats`]: per-direction counters and size / inter-arrival statistics.
 //! - [`community_id`]: Community ID v1 hashes.
+//! - [`features`], [`device_features`]: the anomaly models' feature rows (per flow,
+//!   per device per minute) and their definitions.
 //!
 //! Packet timestamps drive every timeout, so replaying a file gives the same flows as
 //! watching the same traffic live.
 
 pub mod community_id;
+pub mod device_features;
+pub mod features;
 pub mod key;
 pub mod stats;
 pub mod table;
