@@ -121,7 +121,18 @@ impl Store {
                 supported: latest,
             });
         }
-        for m in schema::MIGRATIONS.iter().filter(|m| m.version > current) {
+        // Every migration not yet recorded runs, in version order, even one below the
+        // highest applied: branches may number migrations with gaps (4 before 3).
+        let applied: std::collections::HashSet<i32> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT version FROM schema_migrations")?;
+            let rows = stmt.query_map([], |r| r.get::<usize, i32>(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for m in schema::MIGRATIONS
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+        {
             let sql = format!(
                 "BEGIN TRANSACTION;\n{}\nINSERT INTO schema_migrations VALUES ({}, now()::TIMESTAMP, '{}');\nCOMMIT;",
                 m.sql,
@@ -135,6 +146,9 @@ impl Store {
             }
             tracing::info!(version = m.version, "applied schema migration");
         }
+        // The feature definitions are code: rewrite them at every open so the table
+        // always describes what this binary computes.
+        crate::flow::features::write_feature_schema(&self.conn())?;
         Ok(())
     }
 

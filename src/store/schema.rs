@@ -270,6 +270,100 @@ WHERE state IN ('active', 'acknowledged') AND device_mac IS NOT NULL
 GROUP BY device_mac;
 "#,
     },
+    // Version 3 is left to the SQL views of another branch; migrations are applied by
+    // version, whichever are missing, so the gap is harmless in either merge order.
+    Migration {
+        version: 4,
+        description: "feature tables of the anomaly models (feature schema v1) and their scores",
+        sql: r#"
+-- The contract with the trainer (models/README.md): definitions of every feature, one
+-- row each, written by the service from flow/features.rs and flow/device_features.rs.
+CREATE TABLE feature_schema (
+    model_kind VARCHAR NOT NULL,    -- 'flow' or 'device'
+    position INTEGER NOT NULL,      -- column order of the model input
+    name VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    transform VARCHAR NOT NULL,     -- log1p, ratio, onehot, none
+    description VARCHAR NOT NULL,
+    schema_version INTEGER NOT NULL
+);
+
+-- One row per ended flow; values already transformed, all finite.
+CREATE TABLE flow_features (
+    flow_id BIGINT NOT NULL,
+    ts TIMESTAMP NOT NULL,          -- first packet of the flow
+    device_mac VARCHAR,             -- the flow's local side
+    schema_version INTEGER NOT NULL,
+    duration_log DOUBLE NOT NULL,
+    orig_pkts_log DOUBLE NOT NULL,
+    resp_pkts_log DOUBLE NOT NULL,
+    orig_bytes_log DOUBLE NOT NULL,
+    resp_bytes_log DOUBLE NOT NULL,
+    orig_payload_ratio DOUBLE NOT NULL,
+    resp_payload_ratio DOUBLE NOT NULL,
+    orig_bytes_share DOUBLE NOT NULL,
+    orig_size_mean_log DOUBLE NOT NULL,
+    orig_size_std_log DOUBLE NOT NULL,
+    resp_size_mean_log DOUBLE NOT NULL,
+    resp_size_std_log DOUBLE NOT NULL,
+    orig_iat_mean_log DOUBLE NOT NULL,
+    orig_iat_std_log DOUBLE NOT NULL,
+    resp_iat_mean_log DOUBLE NOT NULL,
+    resp_iat_std_log DOUBLE NOT NULL,
+    syn_log DOUBLE NOT NULL,
+    fin_log DOUBLE NOT NULL,
+    rst_log DOUBLE NOT NULL,
+    psh_log DOUBLE NOT NULL,
+    state_established DOUBLE NOT NULL,
+    state_rejected DOUBLE NOT NULL,
+    state_unanswered DOUBLE NOT NULL,
+    proto_tcp DOUBLE NOT NULL,
+    proto_udp DOUBLE NOT NULL,
+    proto_icmp DOUBLE NOT NULL,
+    port_wellknown DOUBLE NOT NULL,
+    port_registered DOUBLE NOT NULL,
+    port_dynamic DOUBLE NOT NULL,
+    app_dns DOUBLE NOT NULL,
+    app_tls DOUBLE NOT NULL,
+    app_http DOUBLE NOT NULL,
+    dns_max_label_entropy DOUBLE NOT NULL,
+    dns_nxdomain DOUBLE NOT NULL,
+    tls_no_sni DOUBLE NOT NULL,
+    tls_old_version DOUBLE NOT NULL
+);
+
+-- One row per device (MAC) per epoch-aligned 60 s window with traffic.
+CREATE TABLE device_features (
+    window_start TIMESTAMP NOT NULL,
+    mac VARCHAR NOT NULL,
+    schema_version INTEGER NOT NULL,
+    flows_log DOUBLE NOT NULL,
+    distinct_peers_log DOUBLE NOT NULL,
+    distinct_ports_log DOUBLE NOT NULL,
+    bytes_out_log DOUBLE NOT NULL,
+    bytes_in_log DOUBLE NOT NULL,
+    new_destinations_log DOUBLE NOT NULL,
+    dns_queries_log DOUBLE NOT NULL,
+    nxdomain_ratio DOUBLE NOT NULL,
+    distinct_snis_log DOUBLE NOT NULL,
+    failed_connections_log DOUBLE NOT NULL
+);
+
+-- Model scores: kind 'flow' rows carry flow_id, kind 'device' rows (mac, window_start).
+CREATE TABLE anomaly_scores (
+    ts TIMESTAMP NOT NULL,          -- the flow's first packet or the window start
+    kind VARCHAR NOT NULL,          -- 'flow' or 'device'
+    model VARCHAR NOT NULL,         -- 'iforest' or 'autoencoder'
+    model_sha256 VARCHAR NOT NULL,  -- netguardian.data_sha256 of the model file
+    flow_id BIGINT,
+    mac VARCHAR,
+    window_start TIMESTAMP,
+    score DOUBLE NOT NULL,
+    threshold DOUBLE NOT NULL,
+    anomalous BOOLEAN NOT NULL
+);
+"#,
+    },
 ];
 
 pub fn latest_version() -> i32 {
@@ -303,7 +397,7 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), latest_version());
-        assert_eq!(latest_version(), 2);
+        assert_eq!(latest_version(), 4);
         let c = store.connection().unwrap();
         let score: i32 = c
             .query_row(
@@ -317,5 +411,83 @@ mod tests {
             .query_row("SELECT count(*) FROM alert_mutes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mutes, 0);
+    }
+
+    /// Migrations are applied by version, whichever are missing: a database that has 1
+    /// and 4 (made before a branch's 2 or 3 was merged) gets the missing one later.
+    #[test]
+    fn a_gap_in_versions_is_filled_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gap.duckdb");
+        let last = MIGRATIONS.last().unwrap();
+        {
+            let c = duckdb::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL, description VARCHAR NOT NULL);",
+            )
+            .unwrap();
+            c.execute_batch(MIGRATIONS[0].sql).unwrap();
+            c.execute_batch(last.sql).unwrap();
+            c.execute_batch(&format!(
+                "INSERT INTO schema_migrations VALUES (1, now()::TIMESTAMP, 'v1'), ({}, now()::TIMESTAMP, 'last');",
+                last.version
+            ))
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let c = store.connection().unwrap();
+        let versions: Vec<i32> = c
+            .prepare("SELECT version FROM schema_migrations ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let want: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(versions, want);
+        let mutes: i64 = c
+            .query_row("SELECT count(*) FROM alert_mutes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mutes, 0, "migration 2 ran after 4");
+    }
+
+    /// The feature tables have exactly the columns the Rust definitions list, in order,
+    /// and `feature_schema` is filled from them.
+    #[test]
+    fn feature_tables_follow_the_definitions() {
+        use crate::flow::device_features::DEVICE_FEATURES;
+        use crate::flow::features::FLOW_FEATURES;
+        let store = Store::open_in_memory().unwrap();
+        let c = store.connection().unwrap();
+        let cols = |t: &str| -> Vec<String> {
+            c.prepare(&format!("SELECT column_name FROM (DESCRIBE {t})"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let mut want = vec!["flow_id", "ts", "device_mac", "schema_version"];
+        want.extend(FLOW_FEATURES.iter().map(|d| d.name));
+        assert_eq!(cols("flow_features"), want);
+        let mut want = vec!["window_start", "mac", "schema_version"];
+        want.extend(DEVICE_FEATURES.iter().map(|d| d.name));
+        assert_eq!(cols("device_features"), want);
+        let (n, flows, v): (i64, i64, i32) = c
+            .query_row(
+                "SELECT count(*), count(*) FILTER (WHERE model_kind = 'flow'), max(schema_version) FROM feature_schema",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((n, flows, v), (46, 36, 1));
+        let name: String = c
+            .query_row(
+                "SELECT name FROM feature_schema WHERE model_kind = 'device' AND position = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(name, "nxdomain_ratio");
     }
 }
