@@ -30,6 +30,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Detection rules and the alert lifecycle (`[detect]`, see `detect/config.rs`).
     pub detect: crate::detect::DetectConfig,
+    /// Anomaly models (`[ml]`): feature tables, scoring, `anomaly` alerts.
+    pub ml: MlConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -171,6 +173,42 @@ impl Default for ApiConfig {
     }
 }
 
+/// The anomaly models (`src/detect/ml`): features are computed and stored for every
+/// flow and device minute; loaded models score them and raise `anomaly` alerts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlConfig {
+    /// Run the `ng-ml` thread (feature tables, scoring). Off: no features, no scores.
+    pub enabled: bool,
+    /// Folder of `*.onnx` models. Empty: `<state_dir>/models` when it holds models,
+    /// else the default models of the source tree (`models/default`).
+    pub models_dir: Option<PathBuf>,
+    /// Feature rows written and scored together (also flushed every 0.5 s).
+    pub batch_size: usize,
+    /// An alert needs score > threshold x (1 + margin); 0 alerts at the model's own
+    /// threshold.
+    pub min_score_margin: f64,
+    /// Alert only when every loaded model of the kind (flow or device) flags the row;
+    /// false: any one model suffices.
+    pub require_agreement: bool,
+    /// How often (seconds) the models folder is checked for changed files; 0: only on
+    /// `POST /api/models/reload`.
+    pub reload_check_secs: u64,
+}
+
+impl Default for MlConfig {
+    fn default() -> Self {
+        MlConfig {
+            enabled: true,
+            models_dir: None,
+            batch_size: 256,
+            min_score_margin: 0.0,
+            require_agreement: true,
+            reload_check_secs: 10,
+        }
+    }
+}
+
 /// Logging of the service (journald under systemd, stderr otherwise).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -292,6 +330,28 @@ impl Config {
             )));
         }
         self.detect.validate()?;
+        let ml = &self.ml;
+        if !(1..=65_536).contains(&ml.batch_size) {
+            return Err(ConfigError(format!(
+                "ml.batch_size must be 1..=65536 rows, got {}",
+                ml.batch_size
+            )));
+        }
+        if !(ml.min_score_margin.is_finite() && (0.0..=100.0).contains(&ml.min_score_margin)) {
+            return Err(ConfigError(format!(
+                "ml.min_score_margin must be a number from 0 to 100, got {}",
+                ml.min_score_margin
+            )));
+        }
+        if ml
+            .models_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(ConfigError(
+                "ml.models_dir must not be empty (leave it out for the default)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -330,6 +390,25 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ml_section_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[ml]\nbatch_size = 0\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("ml.batch_size"), "{err}");
+        std::fs::write(&p, "[ml]\nmin_score_margin = -1\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("ml.min_score_margin"), "{err}");
+        std::fs::write(&p, "[ml]\nthreshold = 3\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("threshold"), "{err}");
+        std::fs::write(&p, "[ml]\nmodels_dir = \"/x\"\nrequire_agreement = false\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.ml.models_dir, Some(PathBuf::from("/x")));
+        assert!(!c.ml.require_agreement && c.ml.enabled);
+    }
 
     #[test]
     fn unknown_key_is_named() {

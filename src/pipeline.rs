@@ -4,8 +4,8 @@
 //! - a **source** thread (file or live) sends [`SourceMsg`]s on a bounded channel;
 //! - the **processing** thread ([`Processor`]) decodes, tracks flows and devices, runs
 //!   the protocol parsers and publishes `Arc` batches of [`Event`]s on the [`EventBus`];
-//! - each **subscriber** (the store writer, the detection thread `ng-detect`; the models
-//!   and the WebSocket stream later) owns a bounded queue. A subscriber marked lossy never slows the
+//! - each **subscriber** (the store writer, the detection thread `ng-detect`, the
+//!   anomaly models `ng-ml`, the WebSocket stream) owns a bounded queue. A subscriber marked lossy never slows the
 //!   pipeline: when its queue is full the batch is dropped for it and counted.
 
 use std::collections::BTreeMap;
@@ -389,6 +389,10 @@ pub struct RunSummary {
     pub alerts_muted: u64,
     /// Events the detection thread could not take (live capture only: lossy delivery).
     pub detect_dropped: u64,
+    /// What the anomaly-model thread did (`ml.enabled`): feature rows, scores, alerts.
+    pub ml: Option<crate::detect::ml::MlStats>,
+    /// Events the anomaly-model thread could not take (live capture only).
+    pub ml_dropped: u64,
     pub errors: Vec<String>,
     pub elapsed_secs: f64,
     pub packets_per_sec: f64,
@@ -408,6 +412,9 @@ pub struct Hooks<'a> {
     /// repeated (bumped). Sent with `try_send`: use an unbounded or roomy channel; a
     /// full one loses the notification, never the stored alert.
     pub alerts: Option<Sender<crate::detect::lifecycle::StoredAlert>>,
+    /// The anomaly models to score with (the service shares one set between runs and
+    /// the API). `None`: the models of `cfg.ml` are loaded for this run.
+    pub models: Option<Arc<crate::detect::ml::Registry>>,
 }
 
 /// The detection thread: the rule engine over the event stream, alerts into the store.
@@ -492,6 +499,28 @@ pub fn run(
     } else {
         None
     };
+    let ml = if cfg.ml.enabled {
+        let (rx, dropped) = bus.subscribe("ml", cfg.pipeline.store_queue_batches, delivery);
+        let registry = hooks
+            .models
+            .clone()
+            .unwrap_or_else(|| crate::detect::ml::Registry::new(cfg));
+        let lc = crate::detect::lifecycle::Lifecycle::new(store.connection()?, &cfg.detect);
+        let worker = crate::detect::ml::Worker::new(
+            cfg,
+            registry,
+            store.connection()?,
+            lc,
+            hooks.alerts.clone(),
+        );
+        let handle = std::thread::Builder::new()
+            .name("ng-ml".into())
+            .spawn(move || worker.run(rx))
+            .expect("spawn anomaly models");
+        Some((handle, dropped))
+    } else {
+        None
+    };
     if let Some(sub) = hooks.subscribe {
         sub(&mut bus);
     }
@@ -550,13 +579,26 @@ pub fn run(
         Some((h, dropped)) => (h.join().map(Some), dropped.load(Ordering::Relaxed)),
         None => (Ok(None), 0),
     };
+    let (ml_stats, ml_dropped) = match ml {
+        Some((h, dropped)) => (h.join().map(Some), dropped.load(Ordering::Relaxed)),
+        None => (Ok(None), 0),
+    };
     store.end_run(run_id)?;
-    let (Ok((totals, table, devices)), Ok(wstats), Ok(alerts), true) =
-        (processed, written, detected, source_ok)
+    let (Ok((totals, table, devices)), Ok(wstats), Ok(alerts), Ok(ml_stats), true) =
+        (processed, written, detected, ml_stats, source_ok)
     else {
         anyhow::bail!("a pipeline thread panicked (run {run_id}); rows written before it are kept");
     };
-    let alerts = alerts.unwrap_or_default();
+    let mut alerts = alerts.unwrap_or_default();
+    if let Some(m) = &ml_stats {
+        let l = &m.alert_lifecycle;
+        alerts.new += l.new;
+        alerts.bumped += l.bumped;
+        alerts.muted += l.muted;
+        for (rule, n) in &l.new_by_rule {
+            *alerts.new_by_rule.entry(rule.clone()).or_default() += n;
+        }
+    }
 
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let mut errors = Vec::new();
@@ -592,6 +634,8 @@ pub fn run(
         alerts_bumped: alerts.bumped,
         alerts_muted: alerts.muted,
         detect_dropped,
+        ml: ml_stats,
+        ml_dropped,
         errors,
         elapsed_secs: elapsed,
         packets_per_sec: totals.packets as f64 / elapsed,
@@ -693,6 +737,7 @@ mod tests {
             Some(Hooks {
                 subscribe: None,
                 alerts: Some(tx),
+                models: None,
             }),
         );
         assert_eq!(

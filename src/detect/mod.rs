@@ -37,6 +37,7 @@ pub mod alert;
 pub mod config;
 pub mod dga;
 pub mod lifecycle;
+pub mod ml;
 
 mod arp_spoof;
 mod beaconing;

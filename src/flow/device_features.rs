@@ -53,16 +53,66 @@ const fn def(
 
 /// Device features, schema v1, in column order (per MAC per 60 s window).
 pub const DEVICE_FEATURES: [FeatureDef; DEVICE_N] = [
-    def("flows_log", "flows", "log1p", "flows of the device (either side) counted in the window"),
-    def("distinct_peers_log", "addresses", "log1p", "distinct addresses on the other side of those flows"),
-    def("distinct_ports_log", "ports", "log1p", "distinct responder ports of those flows (TCP/UDP)"),
-    def("bytes_out_log", "bytes", "log1p", "wire bytes the device sent"),
-    def("bytes_in_log", "bytes", "log1p", "wire bytes the device received"),
-    def("new_destinations_log", "addresses", "log1p", "peers the device had not talked to before in this run"),
-    def("dns_queries_log", "queries", "log1p", "DNS transactions the device made"),
-    def("nxdomain_ratio", "ratio", "ratio", "share of those DNS transactions answered NXDOMAIN (0 without queries)"),
-    def("distinct_snis_log", "names", "log1p", "distinct TLS server names the device asked for"),
-    def("failed_connections_log", "flows", "log1p", "TCP connections the device initiated that were rejected or unanswered"),
+    def(
+        "flows_log",
+        "flows",
+        "log1p",
+        "flows of the device (either side) counted in the window",
+    ),
+    def(
+        "distinct_peers_log",
+        "addresses",
+        "log1p",
+        "distinct addresses on the other side of those flows",
+    ),
+    def(
+        "distinct_ports_log",
+        "ports",
+        "log1p",
+        "distinct responder ports of those flows (TCP/UDP)",
+    ),
+    def(
+        "bytes_out_log",
+        "bytes",
+        "log1p",
+        "wire bytes the device sent",
+    ),
+    def(
+        "bytes_in_log",
+        "bytes",
+        "log1p",
+        "wire bytes the device received",
+    ),
+    def(
+        "new_destinations_log",
+        "addresses",
+        "log1p",
+        "peers the device had not talked to before in this run",
+    ),
+    def(
+        "dns_queries_log",
+        "queries",
+        "log1p",
+        "DNS transactions the device made",
+    ),
+    def(
+        "nxdomain_ratio",
+        "ratio",
+        "ratio",
+        "share of those DNS transactions answered NXDOMAIN (0 without queries)",
+    ),
+    def(
+        "distinct_snis_log",
+        "names",
+        "log1p",
+        "distinct TLS server names the device asked for",
+    ),
+    def(
+        "failed_connections_log",
+        "flows",
+        "log1p",
+        "TCP connections the device initiated that were rejected or unanswered",
+    ),
 ];
 
 pub fn device_feature_names() -> [&'static str; DEVICE_N] {
@@ -291,12 +341,18 @@ mod tests {
     const GW: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 
     fn windows() -> DeviceWindows {
-        DeviceWindows::new(Box::new(
-            |ip| matches!(ip, IpAddr::V4(v) if v.is_private()),
-        ))
+        DeviceWindows::new(Box::new(|ip| matches!(ip, IpAddr::V4(v) if v.is_private())))
     }
 
-    fn flow(id: u64, dst: &str, port: u16, state: &'static str, ob: u64, rb: u64, t: i64) -> FlowRecord {
+    fn flow(
+        id: u64,
+        dst: &str,
+        port: u16,
+        state: &'static str,
+        ob: u64,
+        rb: u64,
+        t: i64,
+    ) -> FlowRecord {
         FlowRecord {
             id,
             community_id: String::new(),
@@ -382,7 +438,11 @@ mod tests {
             3f64.ln(),    // REJ and S0
         ];
         for (i, (g, e)) in r.values.iter().zip(want).enumerate() {
-            assert!((g - e).abs() < 1e-12, "{}: {g} vs {e}", DEVICE_FEATURES[i].name);
+            assert!(
+                (g - e).abs() < 1e-12,
+                "{}: {g} vs {e}",
+                DEVICE_FEATURES[i].name
+            );
         }
         // The same destination in a later window is no longer new.
         w.on_flow(&flow(5, "8.8.8.8", 443, "SF", 1, 1, T0 + 300_000_000));
@@ -426,7 +486,10 @@ mod tests {
         w.finish(&mut out);
         assert_eq!(out[0].mac, DEV);
         assert_eq!(out[0].values[3], 41f64.ln(), "out = what the device sent");
-        assert_eq!(out[0].values[9], 0.0, "not a connection the device initiated");
+        assert_eq!(
+            out[0].values[9], 0.0,
+            "not a connection the device initiated"
+        );
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub struct Control {
     last_sample: Mutex<(Instant, u64, u64, StatsSample)>,
     /// Processing heartbeats seen at the last watchdog check.
     last_beat: AtomicU64,
+    /// The anomaly models, shared by every run and the API.
+    models: Arc<crate::detect::ml::Registry>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,7 +171,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Control {
     pub fn new(cfg: Config, store: Arc<Store>, hub: Arc<Hub>, settings: CaptureSettings) -> Self {
         Control {
-            cfg,
             store,
             hub,
             inner: Mutex::new(Inner {
@@ -185,7 +186,14 @@ impl Control {
             next_job: AtomicU64::new(1),
             last_sample: Mutex::new((Instant::now(), 0, 0, StatsSample::default())),
             last_beat: AtomicU64::new(0),
+            models: crate::detect::ml::Registry::new(&cfg),
+            cfg,
         }
+    }
+
+    /// The anomaly models in use.
+    pub fn models(&self) -> &Arc<crate::detect::ml::Registry> {
+        &self.models
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -287,6 +295,7 @@ impl Control {
         };
         let (cfg, store, hub) = (self.cfg.clone(), self.store.clone(), self.hub.clone());
         let (s2, p2) = (stop.clone(), progress.clone());
+        let models = self.models.clone();
         let thread = std::thread::Builder::new()
             .name("ng-pipeline".into())
             .spawn(move || {
@@ -294,6 +303,7 @@ impl Control {
                 let hooks = pipeline::Hooks {
                     subscribe: Some(&mut attach),
                     alerts: hub.alert_sender(),
+                    models: Some(models.clone()),
                 };
                 let res = pipeline::run(&cfg, &store, input, p2, s2, Some(hooks));
                 match &res {
@@ -460,6 +470,7 @@ impl Control {
         // An uploaded capture's alerts are streamed like live ones; its flows are not
         // (a replay would flood clients with old traffic).
         let alerts = self.hub.alert_sender();
+        let models = self.models.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ng-job-{id}"))
             .spawn(move || {
@@ -467,6 +478,7 @@ impl Control {
                 let hooks = pipeline::Hooks {
                     subscribe: None,
                     alerts,
+                    models: Some(models),
                 };
                 pipeline::run(&cfg, &store, Input::Files(vec![f2]), p2, stop, Some(hooks))
             })

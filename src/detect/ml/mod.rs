@@ -1,0 +1,592 @@
+//! Anomaly detection with the trained models: the `ng-ml` thread.
+//!
+//! Rules catch what we can name; the models catch what deviates from this home's own
+//! normal. This thread turns the event stream into feature rows (one per ended flow,
+//! [`crate::flow::features`]; one per device per minute, [`crate::flow::device_features`]),
+//! appends them to `flow_features` / `device_features` (the trainer's input), scores
+//! them in batches with every loaded model ([`model`], tract) into `anomaly_scores`,
+//! and raises `anomaly` alerts through the same [`Lifecycle`] as the rules, so dedup,
+//! mutes and states apply. Without models it still writes the features: that is the
+//! baseline the first models are trained on.
+//!
+//! - [`model`]: one ONNX model (metadata check, batched scoring).
+//! - [`registry`]: the models in use, hot reload.
+
+pub mod model;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use duckdb::Connection;
+use duckdb::types::{TimeUnit, Value};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::detect::lifecycle::{Lifecycle, LifecycleStats, StoredAlert};
+use crate::detect::{Alert, Severity};
+use crate::event::Event;
+use crate::flow::device_features::{DEVICE_FEATURES, DeviceRow, DeviceWindows};
+use crate::flow::features::{
+    FLOW_FEATURES, FLOW_N, FlowFacts, SCHEMA_VERSION, device_of, flow_features,
+};
+use crate::inventory::oui::format_mac;
+use crate::pipeline::EventBatch;
+pub use model::{Model, ModelType};
+pub use registry::{LoadError, Loaded, Registry};
+
+/// Longest time feature rows wait before they are written and scored.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Most flows whose protocol facts are kept while they are open.
+const FACTS_CAP: usize = 200_000;
+/// Features listed in an alert's evidence.
+const TOP_FEATURES: usize = 5;
+
+/// The `[ml]` settings the thread uses.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub batch_size: usize,
+    pub min_score_margin: f64,
+    pub require_agreement: bool,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &crate::config::Config) -> Settings {
+        Settings {
+            batch_size: cfg.ml.batch_size.max(1),
+            min_score_margin: cfg.ml.min_score_margin,
+            require_agreement: cfg.ml.require_agreement,
+        }
+    }
+}
+
+/// What the thread did, returned when it stops.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MlStats {
+    pub flow_rows: u64,
+    pub device_rows: u64,
+    /// Rows × models scored.
+    pub scored: u64,
+    /// Rows at least one model put above its threshold (with the margin).
+    pub above_threshold: u64,
+    /// Rows that raised an alert occurrence.
+    pub alerts: u64,
+    pub failed_writes: u64,
+    pub score_errors: u64,
+    /// Flows whose DNS/TLS facts were not kept (table full).
+    pub facts_dropped: u64,
+    pub alert_lifecycle: LifecycleStats,
+}
+
+struct FlowRow {
+    flow_id: u64,
+    ts: i64,
+    mac: Option<[u8; 6]>,
+    /// The other side of the flow, and its responder port.
+    peer: IpAddr,
+    service: String,
+    values: [f64; FLOW_N],
+}
+
+/// The `ng-ml` thread's state.
+pub struct Worker {
+    settings: Settings,
+    registry: Arc<Registry>,
+    conn: Connection,
+    lc: Lifecycle,
+    is_local: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+    facts: HashMap<u64, FlowFacts>,
+    windows: DeviceWindows,
+    flows: Vec<FlowRow>,
+    devices: Vec<DeviceRow>,
+    now: i64,
+    notify: Option<Sender<StoredAlert>>,
+    pub stats: MlStats,
+}
+
+fn ts(us: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, us)
+}
+
+impl Worker {
+    pub fn new(
+        cfg: &crate::config::Config,
+        registry: Arc<Registry>,
+        conn: Connection,
+        lc: Lifecycle,
+        notify: Option<Sender<StoredAlert>>,
+    ) -> Worker {
+        let nets = cfg.network.local_networks.clone();
+        let is_local: Arc<dyn Fn(IpAddr) -> bool + Send + Sync> =
+            Arc::new(move |ip| nets.iter().any(|n| n.contains(&ip)));
+        let l2 = is_local.clone();
+        Worker {
+            settings: Settings::from_config(cfg),
+            registry,
+            conn,
+            lc,
+            is_local,
+            facts: HashMap::new(),
+            windows: DeviceWindows::new(Box::new(move |ip| l2(ip))),
+            flows: Vec::new(),
+            devices: Vec::new(),
+            now: i64::MIN,
+            notify,
+            stats: MlStats::default(),
+        }
+    }
+
+    /// Runs until every sender of `rx` is gone, then writes and scores what is pending.
+    pub fn run(mut self, rx: Receiver<EventBatch>) -> MlStats {
+        let mut since = Instant::now();
+        loop {
+            match rx.recv_timeout(FLUSH_INTERVAL.saturating_sub(since.elapsed())) {
+                Ok(batch) => self.on_events(&batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let full = self.flows.len() + self.devices.len() >= self.settings.batch_size;
+            if full || since.elapsed() >= FLUSH_INTERVAL {
+                self.flush();
+                self.registry.reload_if_changed();
+                since = Instant::now();
+            }
+        }
+        self.finish();
+        self.stats.alert_lifecycle = self.lc.stats.clone();
+        self.stats
+    }
+
+    /// Takes one batch of events.
+    pub fn on_events(&mut self, events: &[Event]) {
+        for ev in events {
+            match ev {
+                Event::Meta(m) => {
+                    if let Some(f) = self.facts.get_mut(&m.flow_id) {
+                        f.add(&m.record);
+                    } else if self.facts.len() < FACTS_CAP {
+                        self.facts.entry(m.flow_id).or_default().add(&m.record);
+                    } else {
+                        self.stats.facts_dropped += 1;
+                    }
+                    self.windows.on_meta(m);
+                    let t = match &m.record {
+                        crate::proto::ProtoRecord::Dns(d) => d.ts,
+                        crate::proto::ProtoRecord::Tls(t) => t.ts,
+                        _ => i64::MIN,
+                    };
+                    self.now = self.now.max(t);
+                }
+                Event::Flow(f) => {
+                    self.windows.on_flow(f);
+                    self.now = self.now.max(f.last_ts);
+                    if !f.is_final {
+                        continue;
+                    }
+                    let facts = self.facts.remove(&f.id).unwrap_or_default();
+                    let dev = device_of(
+                        &*self.is_local,
+                        (f.orig_addr, f.orig_mac),
+                        (f.resp_addr, f.resp_mac),
+                    );
+                    let peer = match dev {
+                        Some((_, false)) => f.orig_addr,
+                        _ => f.resp_addr,
+                    };
+                    self.flows.push(FlowRow {
+                        flow_id: f.id,
+                        ts: f.first_ts,
+                        mac: dev.map(|d| d.0),
+                        peer,
+                        service: format!("{}/{}", f.proto_name(), f.resp_port),
+                        values: flow_features(f, &facts),
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.windows.advance(self.now, &mut self.devices);
+    }
+
+    /// End of input: every open window is emitted, everything pending written and scored.
+    pub fn finish(&mut self) {
+        self.windows.finish(&mut self.devices);
+        self.flush();
+    }
+
+    /// Writes the pending rows, scores them and raises alerts.
+    pub fn flush(&mut self) {
+        if self.flows.is_empty() && self.devices.is_empty() {
+            return;
+        }
+        let flows = std::mem::take(&mut self.flows);
+        let devices = std::mem::take(&mut self.devices);
+        let loaded = self.registry.current();
+        let mut scores: Vec<ScoreRow> = Vec::new();
+        let mut alerts = Vec::new();
+        self.score_flows(&loaded, &flows, &mut scores, &mut alerts);
+        self.score_devices(&loaded, &devices, &mut scores, &mut alerts);
+        let res = (|| -> duckdb::Result<()> {
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            write_flows(&self.conn, &flows)?;
+            write_devices(&self.conn, &devices)?;
+            write_scores(&self.conn, &scores)?;
+            self.conn.execute_batch("COMMIT")
+        })();
+        match res {
+            Ok(()) => {
+                self.stats.flow_rows += flows.len() as u64;
+                self.stats.device_rows += devices.len() as u64;
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::error!(error = %e, rows = flows.len() + devices.len(), "writing feature rows failed");
+                self.stats.failed_writes += 1;
+            }
+        }
+        if !alerts.is_empty() {
+            self.stats.alerts += alerts.len() as u64;
+            for stored in self.lc.persist(&alerts) {
+                if let Some(tx) = &self.notify {
+                    let _ = tx.try_send(stored);
+                }
+            }
+        }
+    }
+
+    fn run_models(
+        &mut self,
+        loaded: &Loaded,
+        kind: &str,
+        data: &[f32],
+        rows: usize,
+    ) -> Vec<(Arc<Model>, model::Scores)> {
+        let mut out = Vec::new();
+        if rows == 0 {
+            return out;
+        }
+        for m in loaded.of_kind(kind) {
+            match m.score_flat(data) {
+                Ok(s) if s.score.len() == rows => {
+                    self.stats.scored += rows as u64;
+                    out.push((m.clone(), s));
+                }
+                Ok(_) => self.stats.score_errors += 1,
+                Err(e) => {
+                    self.stats.score_errors += 1;
+                    tracing::warn!(model = %m.path().display(), error = %e, "scoring failed");
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the models flag row `i`, and their verdicts for the evidence.
+    fn verdict(&self, results: &[(Arc<Model>, model::Scores)], i: usize) -> Option<Vec<Verdict>> {
+        if results.is_empty() {
+            return None;
+        }
+        let margin = 1.0 + self.settings.min_score_margin;
+        let verdicts: Vec<Verdict> = results
+            .iter()
+            .map(|(m, s)| {
+                let th = m.meta().threshold as f64;
+                let score = s.score[i] as f64;
+                Verdict {
+                    model: registry::type_name(m.meta().model),
+                    score,
+                    threshold: th,
+                    above: score > th * margin && score > th,
+                }
+            })
+            .collect();
+        let n = verdicts.iter().filter(|v| v.above).count();
+        let flagged = if self.settings.require_agreement {
+            n == verdicts.len()
+        } else {
+            n > 0
+        };
+        flagged.then_some(verdicts)
+    }
+
+    fn score_flows(
+        &mut self,
+        loaded: &Loaded,
+        rows: &[FlowRow],
+        scores: &mut Vec<ScoreRow>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let data: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| r.values.iter().map(|v| *v as f32))
+            .collect();
+        let results = self.run_models(loaded, "flow", &data, rows.len());
+        push_scores(&results, scores, |i| {
+            (rows[i].ts, Some(rows[i].flow_id), None, None)
+        });
+        for (i, r) in rows.iter().enumerate() {
+            if results.iter().any(|(m, s)| m.is_anomalous(s.score[i])) {
+                self.stats.above_threshold += 1;
+            }
+            let Some(verdicts) = self.verdict(&results, i) else {
+                continue;
+            };
+            let top = top_features(&results, i, &FLOW_FEATURES.map(|d| d.name), &r.values);
+            let dev = r
+                .mac
+                .map(format_mac)
+                .unwrap_or_else(|| "an unknown device".into());
+            let sev = if verdicts.iter().filter(|v| v.above).count() >= 2 {
+                Severity::Medium
+            } else {
+                Severity::Low
+            };
+            let names: Vec<&str> = top.iter().take(3).map(|t| t.name).collect();
+            alerts.push(
+                Alert::new(r.ts, "anomaly", sev, format!("Unusual connection from {dev} to {} ({})", r.peer, r.service))
+                    .explain(format!(
+                        "The anomaly models trained on this network's normal traffic rate this connection as unusual \
+                         (most unusual: {}). It may be harmless (a new app, an update); look at what the device did \
+                         around this time, and mute the alert for this device and peer if it is expected.",
+                        names.join(", ")
+                    ))
+                    .device(r.mac)
+                    .peer(r.peer.to_string())
+                    .flows([r.flow_id])
+                    .evidence(json!({
+                        "kind": "flow",
+                        "service": r.service,
+                        "models": verdicts,
+                        "top_features": top,
+                        "schema_version": SCHEMA_VERSION,
+                    })),
+            );
+        }
+    }
+
+    fn score_devices(
+        &mut self,
+        loaded: &Loaded,
+        rows: &[DeviceRow],
+        scores: &mut Vec<ScoreRow>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let data: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| r.values.iter().map(|v| *v as f32))
+            .collect();
+        let results = self.run_models(loaded, "device", &data, rows.len());
+        push_scores(&results, scores, |i| {
+            (
+                rows[i].window_start,
+                None,
+                Some(rows[i].mac),
+                Some(rows[i].window_start),
+            )
+        });
+        for (i, r) in rows.iter().enumerate() {
+            if results.iter().any(|(m, s)| m.is_anomalous(s.score[i])) {
+                self.stats.above_threshold += 1;
+            }
+            let Some(verdicts) = self.verdict(&results, i) else {
+                continue;
+            };
+            let top = top_features(&results, i, &DEVICE_FEATURES.map(|d| d.name), &r.values);
+            let dev = format_mac(r.mac);
+            let when = chrono::DateTime::from_timestamp_micros(r.window_start)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            let sev = if verdicts.iter().filter(|v| v.above).count() >= 2 {
+                Severity::Medium
+            } else {
+                Severity::Low
+            };
+            let names: Vec<&str> = top.iter().take(3).map(|t| t.name).collect();
+            alerts.push(
+                Alert::new(r.window_start, "anomaly", sev, format!("Unusual activity of {dev}"))
+                    .explain(format!(
+                        "In the minute from {when}, {dev} behaved unlike this network's normal (most unusual: {}). \
+                         Sudden changes in how many peers, ports, bytes or DNS failures a device has can mean \
+                         scanning, exfiltration or malware; they can also be a new app or an update.",
+                        names.join(", ")
+                    ))
+                    .device(Some(r.mac))
+                    .evidence(json!({
+                        "kind": "device",
+                        "window_start": when,
+                        "models": verdicts,
+                        "top_features": top,
+                        "schema_version": SCHEMA_VERSION,
+                    })),
+            );
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Verdict {
+    model: &'static str,
+    score: f64,
+    threshold: f64,
+    above: bool,
+}
+
+/// One feature's contribution to an alert.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub name: &'static str,
+    /// The transformed value as stored.
+    pub value: f64,
+    /// Autoencoder: squared reconstruction error of this feature (standardised units);
+    /// else the squared z-score against the training data's mean and scale.
+    pub error: f64,
+    /// `error` / the sum over all features.
+    pub share: f64,
+}
+
+/// The features that contributed most to row `i`: the autoencoder's per-feature
+/// reconstruction error when an autoencoder scored it, else squared z-scores from a
+/// model's scaler.
+pub fn top_features(
+    results: &[(Arc<Model>, model::Scores)],
+    i: usize,
+    names: &[&'static str],
+    values: &[f64],
+) -> Vec<Contribution> {
+    let errors: Vec<f64> =
+        if let Some(fe) = results.iter().find_map(|(_, s)| s.feature_error.as_ref()) {
+            fe.row(i).iter().map(|e| *e as f64).collect()
+        } else if let Some((m, _)) = results.first() {
+            let (mean, scale) = (&m.meta().scaler_mean, &m.meta().scaler_scale);
+            values
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let mu = mean.get(j).copied().unwrap_or(0.0);
+                    let sd = scale.get(j).copied().filter(|s| *s > 0.0).unwrap_or(1.0);
+                    ((v - mu) / sd).powi(2)
+                })
+                .collect()
+        } else {
+            return Vec::new();
+        };
+    let total: f64 = errors.iter().filter(|e| e.is_finite()).sum();
+    let mut idx: Vec<usize> = (0..errors.len().min(names.len())).collect();
+    idx.sort_by(|a, b| errors[*b].total_cmp(&errors[*a]).then(a.cmp(b)));
+    idx.into_iter()
+        .take(TOP_FEATURES)
+        .map(|j| Contribution {
+            name: names[j],
+            value: values.get(j).copied().unwrap_or(0.0),
+            error: errors[j],
+            share: if total > 0.0 { errors[j] / total } else { 0.0 },
+        })
+        .collect()
+}
+
+struct ScoreRow {
+    ts: i64,
+    kind: &'static str,
+    model: &'static str,
+    sha: String,
+    flow_id: Option<u64>,
+    mac: Option<[u8; 6]>,
+    window_start: Option<i64>,
+    score: f64,
+    threshold: f64,
+    anomalous: bool,
+}
+
+type RowKey = (i64, Option<u64>, Option<[u8; 6]>, Option<i64>);
+
+fn push_scores(
+    results: &[(Arc<Model>, model::Scores)],
+    out: &mut Vec<ScoreRow>,
+    key: impl Fn(usize) -> RowKey,
+) {
+    for (m, s) in results {
+        let meta = m.meta();
+        let kind = if meta.kind == "flow" {
+            "flow"
+        } else {
+            "device"
+        };
+        for (i, score) in s.score.iter().enumerate() {
+            let (ts, flow_id, mac, window_start) = key(i);
+            out.push(ScoreRow {
+                ts,
+                kind,
+                model: registry::type_name(meta.model),
+                sha: meta.data_sha256.clone(),
+                flow_id,
+                mac,
+                window_start,
+                score: *score as f64,
+                threshold: meta.threshold as f64,
+                anomalous: m.is_anomalous(*score),
+            });
+        }
+    }
+}
+
+fn write_flows(conn: &Connection, rows: &[FlowRow]) -> duckdb::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut app = conn.appender("flow_features")?;
+    for r in rows {
+        let mut v: Vec<Value> = Vec::with_capacity(4 + FLOW_N);
+        v.push(Value::BigInt(r.flow_id as i64));
+        v.push(ts(r.ts));
+        v.push(
+            r.mac
+                .map(|m| Value::Text(format_mac(m)))
+                .unwrap_or(Value::Null),
+        );
+        v.push(Value::Int(SCHEMA_VERSION));
+        v.extend(r.values.iter().map(|x| Value::Double(*x)));
+        app.append_row(duckdb::appender_params_from_iter(v))?;
+    }
+    app.flush()
+}
+
+fn write_devices(conn: &Connection, rows: &[DeviceRow]) -> duckdb::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut app = conn.appender("device_features")?;
+    for r in rows {
+        let mut v: Vec<Value> = Vec::with_capacity(3 + r.values.len());
+        v.push(ts(r.window_start));
+        v.push(Value::Text(format_mac(r.mac)));
+        v.push(Value::Int(SCHEMA_VERSION));
+        v.extend(r.values.iter().map(|x| Value::Double(*x)));
+        app.append_row(duckdb::appender_params_from_iter(v))?;
+    }
+    app.flush()
+}
+
+fn write_scores(conn: &Connection, rows: &[ScoreRow]) -> duckdb::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut app = conn.appender("anomaly_scores")?;
+    for r in rows {
+        app.append_row(duckdb::params![
+            ts(r.ts),
+            r.kind,
+            r.model,
+            r.sha,
+            r.flow_id.map(|i| i as i64),
+            r.mac.map(format_mac),
+            r.window_start.map(ts).unwrap_or(Value::Null),
+            r.score,
+            r.threshold,
+            r.anomalous,
+        ])?;
+    }
+    app.flush()
+}
