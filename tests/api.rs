@@ -88,6 +88,7 @@ fn fixture_from(cfg: Config, capture: Pcap) -> Fixture {
     let store = Arc::new(Store::open(&path.join("t.duckdb")).unwrap());
     let mut quiet = cfg.clone();
     quiet.detect.enabled = false;
+    quiet.ml.enabled = false;
     pipeline::run(
         &quiet,
         &store,
@@ -1084,4 +1085,58 @@ async fn detected_alerts_stream_and_mutes_silence_repeats() {
         .await;
     problem(r, StatusCode::NOT_FOUND).await;
     assert_eq!(get_json(&c, "/api/mutes").await, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn models_are_listed_and_reloaded_with_load_errors_named() {
+    let models = tempfile::tempdir().unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ml");
+    for f in ["flow_iforest.onnx", "device_autoencoder.onnx"] {
+        std::fs::copy(data.join(f), models.path().join(f)).unwrap();
+    }
+    let mut cfg = Config::default();
+    cfg.ml.models_dir = Some(models.path().to_path_buf());
+    let f = fixture_with(cfg);
+    let c = client(&f);
+    let v = get_json(&c, "/api/models").await;
+    assert_eq!(v["enabled"], true);
+    assert_eq!(v["schema_version"], 1);
+    let kinds: Vec<(String, String)> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["kind"].as_str().unwrap().to_string(),
+                m["model"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("device".to_string(), "autoencoder".to_string()),
+            ("flow".to_string(), "iforest".to_string())
+        ]
+    );
+    assert_eq!(
+        v["models"][1]["feature_names"].as_array().unwrap().len(),
+        36
+    );
+    assert!(v["models"][1]["threshold"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["errors"], serde_json::json!([]));
+    let generation = v["generation"].as_u64().unwrap();
+
+    // A broken file: listed with its error after a reload; the others stay in use.
+    std::fs::write(models.path().join("broken.onnx"), b"not a model").unwrap();
+    let r = c.post("/api/models/reload").send().await;
+    problem(r, StatusCode::UNAUTHORIZED).await;
+    let (k, t) = auth();
+    let r = c.post("/api/models/reload").header(k, t).send().await;
+    r.assert_status_is_ok();
+    let v: Value = r.json().await.value().deserialize();
+    assert_eq!(v["generation"].as_u64().unwrap(), generation + 1);
+    assert_eq!(v["models"].as_array().unwrap().len(), 2);
+    assert_eq!(v["errors"][0]["file"], "broken.onnx");
+    assert!(!v["errors"][0]["error"].as_str().unwrap().is_empty());
 }

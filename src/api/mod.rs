@@ -4,7 +4,7 @@
 //! at `/docs`, ReDoc at `/redoc`, and the committed `openapi/openapi.json`) is generated
 //! from the code. One file per resource: `status` (health, stats, config, interfaces),
 //! `capture` (capture control, uploads, jobs), `devices`, `flows`, `meta` (dns, tls,
-//! http, dhcp), `alerts`, `analytics`; `ws` is the live stream; `auth` and `error` are
+//! http, dhcp), `alerts`, `analytics`, `models` (anomaly models); `ws` is the live stream; `auth` and `error` are
 //! shared by all.
 //!
 //! Handlers read through [`crate::store::query::ReadPool`] (their own DuckDB
@@ -18,6 +18,7 @@ pub mod devices;
 pub mod error;
 pub mod flows;
 pub mod meta;
+pub mod models;
 pub mod status;
 pub mod ws;
 
@@ -49,6 +50,7 @@ pub type Apis = (
     alerts::AlertsApi,
     analytics::AnalyticsApi,
     capture::CaptureApi,
+    models::ModelsApi,
 );
 
 /// The OpenAPI service (independent of any state, so the spec can be printed offline).
@@ -62,6 +64,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             alerts::AlertsApi,
             analytics::AnalyticsApi,
             capture::CaptureApi,
+            models::ModelsApi,
         ),
         "netguardian",
         env!("CARGO_PKG_VERSION"),

@@ -27,6 +27,8 @@ pub enum Tag {
     Analytics,
     /// Capture control, uploads and background jobs.
     Capture,
+    /// Anomaly models: what is loaded, reloading.
+    Models,
 }
 
 #[derive(Object)]
