@@ -180,8 +180,8 @@ impl Default for ApiConfig {
 pub struct MlConfig {
     /// Run the `ng-ml` thread (feature tables, scoring). Off: no features, no scores.
     pub enabled: bool,
-    /// Folder of `*.onnx` models. Empty: `<state_dir>/models` when it holds models,
-    /// else the default models of the source tree (`models/default`).
+    /// Folder of `*.onnx` models. Empty: `<state_dir>/models` (copy the shipped
+    /// `models/default/*.onnx` there, or point this at that folder).
     pub models_dir: Option<PathBuf>,
     /// Feature rows written and scored together (also flushed every 0.5 s).
     pub batch_size: usize,

@@ -70,22 +70,15 @@ fn model_files(dir: &Path) -> Fingerprint {
     v
 }
 
-/// Where the models are read from: `ml.models_dir`, else `<state_dir>/models` when it
-/// holds `.onnx` files, else the default models shipped in the source tree
-/// (`models/default`) when present, else `<state_dir>/models`.
+/// Where the models are read from: `ml.models_dir`, else `<state_dir>/models`. The
+/// default models shipped in the source tree (`models/default`) are not picked up
+/// implicitly (tests and installs stay hermetic): copy them there or point
+/// `ml.models_dir` at them.
 pub fn models_dir(cfg: &Config) -> PathBuf {
-    if let Some(d) = &cfg.ml.models_dir {
-        return d.clone();
+    match &cfg.ml.models_dir {
+        Some(d) => d.clone(),
+        None => cfg.state_dir().join("models"),
     }
-    let state = cfg.state_dir().join("models");
-    if !model_files(&state).is_empty() {
-        return state;
-    }
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
-    if !model_files(&shipped).is_empty() {
-        return shipped;
-    }
-    state
 }
 
 fn load_one(path: &Path) -> anyhow::Result<Model> {
