@@ -48,41 +48,206 @@ pub const FLOW_N: usize = 36;
 /// Flow features, schema v1, in column order.
 pub const FLOW_FEATURES: [FeatureDef; FLOW_N] = [
     def("duration_log", "s", "log1p", "last minus first packet time"),
-    def("orig_pkts_log", "packets", "log1p", "packets sent by the initiator"),
-    def("resp_pkts_log", "packets", "log1p", "packets sent by the responder"),
-    def("orig_bytes_log", "bytes", "log1p", "wire bytes sent by the initiator"),
-    def("resp_bytes_log", "bytes", "log1p", "wire bytes sent by the responder"),
-    def("orig_payload_ratio", "ratio", "ratio", "initiator transport payload bytes / wire bytes (0 without packets)"),
-    def("resp_payload_ratio", "ratio", "ratio", "responder transport payload bytes / wire bytes (0 without packets)"),
-    def("orig_bytes_share", "ratio", "ratio", "initiator wire bytes / both directions' wire bytes (0 when both are 0)"),
-    def("orig_size_mean_log", "bytes", "log1p", "mean packet size, initiator"),
-    def("orig_size_std_log", "bytes", "log1p", "population standard deviation of packet size, initiator (0 below 2 packets)"),
-    def("resp_size_mean_log", "bytes", "log1p", "mean packet size, responder"),
-    def("resp_size_std_log", "bytes", "log1p", "population standard deviation of packet size, responder"),
-    def("orig_iat_mean_log", "ms", "log1p", "mean gap between the initiator's packets (0 below 2 packets)"),
-    def("orig_iat_std_log", "ms", "log1p", "standard deviation of the initiator's packet gaps"),
-    def("resp_iat_mean_log", "ms", "log1p", "mean gap between the responder's packets"),
-    def("resp_iat_std_log", "ms", "log1p", "standard deviation of the responder's packet gaps"),
-    def("syn_log", "count", "log1p", "TCP SYN flags, both directions"),
-    def("fin_log", "count", "log1p", "TCP FIN flags, both directions"),
-    def("rst_log", "count", "log1p", "TCP RST flags, both directions"),
-    def("psh_log", "count", "log1p", "TCP PSH flags, both directions"),
-    def("state_established", "bool", "onehot", "conn_state S1, SF, S2, S3, RSTO or RSTR (both sides took part)"),
-    def("state_rejected", "bool", "onehot", "conn_state REJ (connection attempt refused)"),
-    def("state_unanswered", "bool", "onehot", "conn_state S0, SH or RSTOS0 (no reply from the responder)"),
+    def(
+        "orig_pkts_log",
+        "packets",
+        "log1p",
+        "packets sent by the initiator",
+    ),
+    def(
+        "resp_pkts_log",
+        "packets",
+        "log1p",
+        "packets sent by the responder",
+    ),
+    def(
+        "orig_bytes_log",
+        "bytes",
+        "log1p",
+        "wire bytes sent by the initiator",
+    ),
+    def(
+        "resp_bytes_log",
+        "bytes",
+        "log1p",
+        "wire bytes sent by the responder",
+    ),
+    def(
+        "orig_payload_ratio",
+        "ratio",
+        "ratio",
+        "initiator transport payload bytes / wire bytes (0 without packets)",
+    ),
+    def(
+        "resp_payload_ratio",
+        "ratio",
+        "ratio",
+        "responder transport payload bytes / wire bytes (0 without packets)",
+    ),
+    def(
+        "orig_bytes_share",
+        "ratio",
+        "ratio",
+        "initiator wire bytes / both directions' wire bytes (0 when both are 0)",
+    ),
+    def(
+        "orig_size_mean_log",
+        "bytes",
+        "log1p",
+        "mean packet size, initiator",
+    ),
+    def(
+        "orig_size_std_log",
+        "bytes",
+        "log1p",
+        "population standard deviation of packet size, initiator (0 below 2 packets)",
+    ),
+    def(
+        "resp_size_mean_log",
+        "bytes",
+        "log1p",
+        "mean packet size, responder",
+    ),
+    def(
+        "resp_size_std_log",
+        "bytes",
+        "log1p",
+        "population standard deviation of packet size, responder",
+    ),
+    def(
+        "orig_iat_mean_log",
+        "ms",
+        "log1p",
+        "mean gap between the initiator's packets (0 below 2 packets)",
+    ),
+    def(
+        "orig_iat_std_log",
+        "ms",
+        "log1p",
+        "standard deviation of the initiator's packet gaps",
+    ),
+    def(
+        "resp_iat_mean_log",
+        "ms",
+        "log1p",
+        "mean gap between the responder's packets",
+    ),
+    def(
+        "resp_iat_std_log",
+        "ms",
+        "log1p",
+        "standard deviation of the responder's packet gaps",
+    ),
+    def(
+        "syn_log",
+        "count",
+        "log1p",
+        "TCP SYN flags, both directions",
+    ),
+    def(
+        "fin_log",
+        "count",
+        "log1p",
+        "TCP FIN flags, both directions",
+    ),
+    def(
+        "rst_log",
+        "count",
+        "log1p",
+        "TCP RST flags, both directions",
+    ),
+    def(
+        "psh_log",
+        "count",
+        "log1p",
+        "TCP PSH flags, both directions",
+    ),
+    def(
+        "state_established",
+        "bool",
+        "onehot",
+        "conn_state S1, SF, S2, S3, RSTO or RSTR (both sides took part)",
+    ),
+    def(
+        "state_rejected",
+        "bool",
+        "onehot",
+        "conn_state REJ (connection attempt refused)",
+    ),
+    def(
+        "state_unanswered",
+        "bool",
+        "onehot",
+        "conn_state S0, SH or RSTOS0 (no reply from the responder)",
+    ),
     def("proto_tcp", "bool", "onehot", "IP protocol 6"),
     def("proto_udp", "bool", "onehot", "IP protocol 17"),
-    def("proto_icmp", "bool", "onehot", "IP protocol 1 or 58 (ICMP, ICMPv6)"),
-    def("port_wellknown", "bool", "onehot", "TCP/UDP responder port below 1024"),
-    def("port_registered", "bool", "onehot", "TCP/UDP responder port 1024..=49151"),
-    def("port_dynamic", "bool", "onehot", "TCP/UDP responder port 49152 and above"),
-    def("app_dns", "bool", "onehot", "application protocol identified as DNS"),
-    def("app_tls", "bool", "onehot", "application protocol identified as TLS"),
-    def("app_http", "bool", "onehot", "application protocol identified as HTTP"),
-    def("dns_max_label_entropy", "bits/char", "none", "highest Shannon entropy of one label of a DNS query name in the flow (0 without DNS)"),
-    def("dns_nxdomain", "bool", "onehot", "a DNS response in the flow was NXDOMAIN"),
-    def("tls_no_sni", "bool", "onehot", "a TLS ClientHello in the flow had no server name"),
-    def("tls_old_version", "bool", "onehot", "TLS version below 1.2 (negotiated, else the highest the client offered)"),
+    def(
+        "proto_icmp",
+        "bool",
+        "onehot",
+        "IP protocol 1 or 58 (ICMP, ICMPv6)",
+    ),
+    def(
+        "port_wellknown",
+        "bool",
+        "onehot",
+        "TCP/UDP responder port below 1024",
+    ),
+    def(
+        "port_registered",
+        "bool",
+        "onehot",
+        "TCP/UDP responder port 1024..=49151",
+    ),
+    def(
+        "port_dynamic",
+        "bool",
+        "onehot",
+        "TCP/UDP responder port 49152 and above",
+    ),
+    def(
+        "app_dns",
+        "bool",
+        "onehot",
+        "application protocol identified as DNS",
+    ),
+    def(
+        "app_tls",
+        "bool",
+        "onehot",
+        "application protocol identified as TLS",
+    ),
+    def(
+        "app_http",
+        "bool",
+        "onehot",
+        "application protocol identified as HTTP",
+    ),
+    def(
+        "dns_max_label_entropy",
+        "bits/char",
+        "none",
+        "highest Shannon entropy of one label of a DNS query name in the flow (0 without DNS)",
+    ),
+    def(
+        "dns_nxdomain",
+        "bool",
+        "onehot",
+        "a DNS response in the flow was NXDOMAIN",
+    ),
+    def(
+        "tls_no_sni",
+        "bool",
+        "onehot",
+        "a TLS ClientHello in the flow had no server name",
+    ),
+    def(
+        "tls_old_version",
+        "bool",
+        "onehot",
+        "TLS version below 1.2 (negotiated, else the highest the client offered)",
+    ),
 ];
 
 /// Flow features in column order, names only.
@@ -193,7 +358,11 @@ pub fn state_class(conn_state: &str) -> StateClass {
 
 fn l1p(x: f64) -> f64 {
     // Every input is a non-negative count or duration; clamp anyway so the result is finite.
-    if x.is_finite() { x.max(0.0).ln_1p() } else { 0.0 }
+    if x.is_finite() {
+        x.max(0.0).ln_1p()
+    } else {
+        0.0
+    }
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -383,11 +552,7 @@ mod tests {
             .split(')')
             .next()
             .unwrap();
-        let names: Vec<&str> = block
-            .split('"')
-            .skip(1)
-            .step_by(2)
-            .collect::<Vec<_>>();
+        let names: Vec<&str> = block.split('"').skip(1).step_by(2).collect::<Vec<_>>();
         assert_eq!(names, flow_feature_names().to_vec());
         assert!(contract.contains("SCHEMA_VERSION = 1"));
     }
@@ -510,8 +675,8 @@ mod tests {
         facts.add(&ProtoRecord::Dns(dns));
         assert!(facts.dns_nxdomain);
         // "example": e, x, a, m, p, l, e -> 6 symbols, one twice.
-        let want = -(5.0 * (1.0f64 / 7.0) * (1.0f64 / 7.0).log2())
-            - (2.0 / 7.0) * (2.0f64 / 7.0).log2();
+        let want =
+            -(5.0 * (1.0f64 / 7.0) * (1.0f64 / 7.0).log2()) - (2.0 / 7.0) * (2.0f64 / 7.0).log2();
         assert!((facts.dns_max_label_entropy - want).abs() < 1e-12);
         let mut r = record();
         r.app_proto = Some("dns");
