@@ -137,11 +137,11 @@ pub fn parse_mac(field: &str, s: &str) -> ApiResult<String> {
 }
 
 fn device_select() -> String {
-    format!(
+    String::from(
         "SELECT d.mac, d.vendor, d.randomized, d.first_seen, d.last_seen, d.hostname, \
          d.hostname_source, d.dhcp_vendor_class, d.dhcp_fingerprint, d.last_ipv4, d.last_ipv6, \
          d.pkts_sent, d.bytes_sent, d.pkts_recv, d.bytes_recv, d.flows, coalesce(r.open_alerts, 0)::UBIGINT AS open_alerts, \
-         coalesce(r.score, 0)::UINTEGER AS risk FROM devices d LEFT JOIN device_risk r ON r.mac = d.mac"
+         coalesce(r.score, 0)::UINTEGER AS risk FROM devices d LEFT JOIN device_risk r ON r.mac = d.mac",
     )
 }
 
