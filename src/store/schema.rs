@@ -14,10 +14,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "flows, devices, protocol metadata, alerts, capture statistics",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "flows, devices, protocol metadata, alerts, capture statistics",
+        sql: r#"
 CREATE TABLE runs (
     id BIGINT PRIMARY KEY,
     started_at TIMESTAMP NOT NULL,
@@ -232,7 +233,56 @@ CREATE TABLE alerts (
     evidence JSON
 );
 "#,
-}];
+    },
+    // Version 2 is the alerts migration of the detection work; this one does not depend
+    // on it, so the two apply in either order of merging.
+    Migration {
+        version: 3,
+        description: "views for common questions: device bytes per day, top domains per device, new destinations",
+        sql: r#"
+-- Bytes each home device sent and received per UTC day. A flow side counts for a device
+-- only when its address is one of the device's own (the router's MAC also carries every
+-- internet host).
+CREATE VIEW device_bytes_daily AS
+WITH sides AS (
+    SELECT orig_mac AS mac, orig_addr AS addr, ts, orig_bytes AS sent, resp_bytes AS recv
+    FROM flows WHERE orig_mac IS NOT NULL
+    UNION ALL
+    SELECT resp_mac, resp_addr, ts, resp_bytes, orig_bytes
+    FROM flows WHERE resp_mac IS NOT NULL)
+SELECT s.mac, d.hostname, d.vendor, CAST(s.ts AS DATE) AS day,
+       sum(s.sent)::UBIGINT AS bytes_sent, sum(s.recv)::UBIGINT AS bytes_recv,
+       sum(s.sent + s.recv)::UBIGINT AS bytes, count(*)::UBIGINT AS flows
+FROM sides s
+JOIN device_addresses a ON a.mac = s.mac AND a.addr = s.addr
+JOIN devices d ON d.mac = s.mac
+GROUP BY s.mac, d.hostname, d.vendor, CAST(s.ts AS DATE);
+
+-- Domains each device looked up, ranked per device by number of queries
+-- (`WHERE rank <= 10` is the top ten).
+CREATE VIEW device_top_domains AS
+SELECT q.orig_mac AS mac, d.hostname, lower(q.query) AS domain,
+       count(*)::UBIGINT AS queries, min(q.ts) AS first_seen, max(q.ts) AS last_seen,
+       row_number() OVER (PARTITION BY q.orig_mac ORDER BY count(*) DESC, lower(q.query)) AS rank
+FROM dns q LEFT JOIN devices d ON d.mac = q.orig_mac
+WHERE q.orig_mac IS NOT NULL
+GROUP BY q.orig_mac, d.hostname, lower(q.query);
+
+-- Destinations a device contacted for the first time in the 7 days up to the newest
+-- flow (packet time, so a replayed capture answers the same as live data).
+CREATE VIEW new_destinations AS
+WITH firsts AS (
+    SELECT orig_mac AS mac, resp_addr AS addr, min(ts) AS first_seen, max(ts) AS last_seen,
+           count(*)::UBIGINT AS flows, sum(orig_bytes + resp_bytes)::UBIGINT AS bytes,
+           list(DISTINCT resp_port ORDER BY resp_port) AS ports
+    FROM flows WHERE orig_mac IS NOT NULL
+    GROUP BY orig_mac, resp_addr)
+SELECT f.mac, d.hostname, f.addr, f.first_seen, f.last_seen, f.flows, f.bytes, f.ports
+FROM firsts f LEFT JOIN devices d ON d.mac = f.mac
+WHERE f.first_seen >= (SELECT max(ts) FROM flows) - INTERVAL 7 DAY;
+"#,
+    },
+];
 
 pub fn latest_version() -> i32 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
