@@ -4,8 +4,8 @@
 //! at `/docs`, ReDoc at `/redoc`, and the committed `openapi/openapi.json`) is generated
 //! from the code. One file per resource: `status` (health, stats, config, interfaces),
 //! `capture` (capture control, uploads, jobs), `devices`, `flows`, `meta` (dns, tls,
-//! http, dhcp), `alerts`, `analytics`; `ws` is the live stream; `auth` and `error` are
-//! shared by all.
+//! http, dhcp), `alerts`, `analytics`, `sql` (read-only SQL), `export` (export jobs);
+//! `ws` is the live stream; `auth` and `error` are shared by all.
 //!
 //! Handlers read through [`crate::store::query::ReadPool`] (their own DuckDB
 //! connections, on blocking threads), never through the writer's connection.
@@ -16,8 +16,10 @@ pub mod auth;
 pub mod capture;
 pub mod devices;
 pub mod error;
+pub mod export;
 pub mod flows;
 pub mod meta;
+pub mod sql;
 pub mod status;
 pub mod ws;
 
@@ -49,6 +51,8 @@ pub type Apis = (
     alerts::AlertsApi,
     analytics::AnalyticsApi,
     capture::CaptureApi,
+    sql::SqlApi,
+    export::ExportApi,
 );
 
 /// The OpenAPI service (independent of any state, so the spec can be printed offline).
@@ -62,6 +66,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
             alerts::AlertsApi,
             analytics::AnalyticsApi,
             capture::CaptureApi,
+            sql::SqlApi,
+            export::ExportApi,
         ),
         "netguardian",
         env!("CARGO_PKG_VERSION"),

@@ -27,6 +27,10 @@ pub enum Tag {
     Analytics,
     /// Capture control, uploads and background jobs.
     Capture,
+    /// Read-only SQL over the database.
+    Sql,
+    /// Exports to Parquet, CSV, JSON or DuckDB files, as background jobs.
+    Exports,
 }
 
 #[derive(Object)]

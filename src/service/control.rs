@@ -160,6 +160,8 @@ pub struct Control {
     last_sample: Mutex<(Instant, u64, u64, StatsSample)>,
     /// Processing heartbeats seen at the last watchdog check.
     last_beat: AtomicU64,
+    /// Export jobs started through the API.
+    exports: crate::store::export::Jobs,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -185,11 +187,17 @@ impl Control {
             next_job: AtomicU64::new(1),
             last_sample: Mutex::new((Instant::now(), 0, 0, StatsSample::default())),
             last_beat: AtomicU64::new(0),
+            exports: Default::default(),
         }
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Export jobs started through the API.
+    pub fn exports(&self) -> &crate::store::export::Jobs {
+        &self.exports
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
