@@ -269,17 +269,23 @@ WHERE q.orig_mac IS NOT NULL
 GROUP BY q.orig_mac, d.hostname, lower(q.query);
 
 -- Destinations a device contacted for the first time in the 7 days up to the newest
--- flow (packet time, so a replayed capture answers the same as live data).
+-- flow (packet time, so a replayed capture answers the same as live data). Pairs seen in
+-- the window, minus those seen before it: an anti-join, not an aggregate over all history.
 CREATE VIEW new_destinations AS
-WITH firsts AS (
+WITH win AS (SELECT max(ts) - INTERVAL 7 DAY AS since FROM flows),
+recent AS (
     SELECT orig_mac AS mac, resp_addr AS addr, min(ts) AS first_seen, max(ts) AS last_seen,
            count(*)::UBIGINT AS flows, sum(orig_bytes + resp_bytes)::UBIGINT AS bytes,
            list(DISTINCT resp_port ORDER BY resp_port) AS ports
-    FROM flows WHERE orig_mac IS NOT NULL
-    GROUP BY orig_mac, resp_addr)
-SELECT f.mac, d.hostname, f.addr, f.first_seen, f.last_seen, f.flows, f.bytes, f.ports
-FROM firsts f LEFT JOIN devices d ON d.mac = f.mac
-WHERE f.first_seen >= (SELECT max(ts) FROM flows) - INTERVAL 7 DAY;
+    FROM flows, win WHERE orig_mac IS NOT NULL AND ts >= win.since
+    GROUP BY orig_mac, resp_addr),
+before AS (
+    SELECT DISTINCT orig_mac AS mac, resp_addr AS addr
+    FROM flows, win WHERE orig_mac IS NOT NULL AND ts < win.since)
+SELECT r.mac, d.hostname, r.addr, r.first_seen, r.last_seen, r.flows, r.bytes, r.ports
+FROM recent r
+ANTI JOIN before b ON b.mac = r.mac AND b.addr = r.addr
+LEFT JOIN devices d ON d.mac = r.mac;
 "#,
     },
 ];
