@@ -27,12 +27,15 @@ pub struct Flow {
     /// tcp, udp, icmp, icmp6, ...
     pub proto: String,
     /// Application protocol when identified (dns, tls, http, dhcp, ...).
+    #[oai(nullable)]
     pub app_proto: Option<String>,
     pub orig_addr: String,
     pub orig_port: u16,
     pub resp_addr: String,
     pub resp_port: u16,
+    #[oai(nullable)]
     pub orig_mac: Option<String>,
+    #[oai(nullable)]
     pub resp_mac: Option<String>,
     pub community_id: String,
     /// Zeek conn_state (S0, S1, SF, REJ, RSTO, RSTR, SH, OTH, ...).
@@ -52,6 +55,7 @@ pub struct Flow {
 pub struct FlowPage {
     pub items: Vec<Flow>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -60,19 +64,32 @@ pub struct DirectionStats {
     pub pkts: u64,
     pub bytes: u64,
     pub payload_bytes: u64,
+    #[oai(nullable)]
     pub syn: Option<u32>,
+    #[oai(nullable)]
     pub fin: Option<u32>,
+    #[oai(nullable)]
     pub rst: Option<u32>,
+    #[oai(nullable)]
     pub psh: Option<u32>,
+    #[oai(nullable)]
     pub ack: Option<u32>,
+    #[oai(nullable)]
     pub size_min: Option<u32>,
+    #[oai(nullable)]
     pub size_mean: Option<f64>,
+    #[oai(nullable)]
     pub size_std: Option<f64>,
+    #[oai(nullable)]
     pub size_max: Option<u32>,
     /// Inter-arrival times, seconds.
+    #[oai(nullable)]
     pub iat_min: Option<f64>,
+    #[oai(nullable)]
     pub iat_mean: Option<f64>,
+    #[oai(nullable)]
     pub iat_std: Option<f64>,
+    #[oai(nullable)]
     pub iat_max: Option<f64>,
 }
 

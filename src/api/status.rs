@@ -38,8 +38,10 @@ pub struct Health {
     pub started_at: DateTime<Utc>,
     pub capture_running: bool,
     pub capture_mode: String,
+    #[oai(nullable)]
     pub capture_error: Option<String>,
     pub db_ok: bool,
+    #[oai(nullable)]
     pub db_error: Option<String>,
 }
 
@@ -47,6 +49,7 @@ pub struct Health {
 pub struct TableStats {
     pub table: String,
     pub rows: i64,
+    #[oai(nullable)]
     pub oldest: Option<DateTime<Utc>>,
 }
 
@@ -76,6 +79,7 @@ pub struct Stats {
 #[derive(Object)]
 pub struct Interface {
     pub name: String,
+    #[oai(nullable)]
     pub description: Option<String>,
     pub addresses: Vec<String>,
     pub up: bool,
