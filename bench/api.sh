@@ -148,7 +148,7 @@ for ep in "${endpoints[@]}"; do
     wrk -t1 -c1 -d2s "${auth[@]}" "$base$ep" >/dev/null
     for c in $conns; do
         log "$ep, $c connection(s), ${duration}s"
-        wrk -t"$(( c < threads ? c : threads ))" -c"$c" -d"${duration}s" --latency "${auth[@]}" "$base$ep" \
+        wrk -t"$(( c < threads ? c : threads ))" -c"$c" -d"${duration}s" --timeout 10s --latency "${auth[@]}" "$base$ep" \
             >"$out/$i.c$c.txt"
     done
 done
@@ -193,7 +193,7 @@ for i, ep in enumerate(endpoints, 1):
     for c in conns.split():
         with open(os.path.join(out, f"{i}.c{c}.txt")) as f:
             r = parse(f.read())
-        ok = "yes" if r["p99_ms"] is not None and r["p99_ms"] < 20 else "**no**"
+        ok = "yes" if r["rps"] and r["p99_ms"] is not None and r["p99_ms"] < 20 else "**no**"
         fmt = lambda v, s: "-" if v is None else format(v, s)
         print(f"| `{short(ep)}` | {c} | {fmt(r['rps'], ',.0f')} | {fmt(r['p50_ms'], '.2f')} | "
               f"{fmt(r['p99_ms'], '.2f')} | {ok} | {r['non2xx']} |")
@@ -209,7 +209,7 @@ with open(results, "a") as f:
         "git": rev, "flows": int(n_flows), "devices": int(n_devices),
         "load_before": lb, "load_after": la, "results": rec}) + "\n")
 print(f"\n(appended to {results})")
-bad = [r for r in rec if r["non2xx"]]
+bad = [r for r in rec if r["non2xx"] or r["socket_errors"]]
 if bad:
-    sys.exit(f"api-bench: non-2xx responses on {', '.join(sorted({r['endpoint'] for r in bad}))}")
+    sys.exit(f"api-bench: non-2xx responses or socket errors (timeouts) on {', '.join(sorted({r['endpoint'] for r in bad}))}")
 PY

@@ -10,7 +10,8 @@ the H hours ending at END (default: now, so `/api/analytics?hours=24` covers the
 The flows are:
 
 - 62% complete TCP connections to internet hosts (SYN, SYN-ACK, ACK + request,
-  response, FIN, FIN, ACK: Zeek state SF), ports 443/80/8080/22/993/...;
+  response, FIN, FIN, ACK: Zeek state SF), ports 443/80/8080/22/993/...; on 80 and
+  8080 the request and response are HTTP/1.1 (an `http` row each), elsewhere opaque;
 - 5% TCP between two home devices (SF);
 - 3% unanswered SYNs (S0) and 2% refused ones (SYN, RST-ACK: REJ);
 - 28% DNS over UDP to the router: a query and its answer (an A record), over a few
@@ -127,7 +128,6 @@ def main():
         return p
 
     counts = {"tcp": 0, "local": 0, "s0": 0, "rej": 0, "dns": 0}
-    req = b"GET /x HTTP/1.1\r\n" + b"x" * 200  # an unfinished request: app_proto http
     with open(a.out, "wb", buffering=1 << 22) as f:
         w = Writer(f)
         for i in range(a.flows):
@@ -166,12 +166,19 @@ def main():
                 w.tcp(t + step, c, s, RST | ACK, 0, isn + 1, from_client=False)
                 continue
             counts["tcp"] += 1
-            n_req = rnd.randrange(60, len(req))
-            n_resp = rnd.choice([80, 400, 1200, 1400])
+            if s[2] in (80, 8080):
+                body = rnd.choice([0, 200, 1000])
+                payload = (f"GET /{rnd.choice(WORDS)}/{rnd.randrange(1000)} HTTP/1.1\r\n"
+                           f"Host: {rnd.choice(names)}\r\nUser-Agent: gen-flows/1\r\n\r\n").encode()
+                response = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                            f"Content-Length: {body}\r\n\r\n").encode() + b"x" * body
+            else:
+                payload = b"\x01" * rnd.randrange(60, 260)
+                response = b"\0" * rnd.choice([80, 400, 1200, 1400])
+            n_req, n_resp = len(payload), len(response)
             w.tcp(t + step, c, s, SYN | ACK, rsn, isn + 1, from_client=False)
-            payload = req[:n_req] if s[2] in (80, 8080) else b"\x01" * n_req
             w.tcp(t + 2 * step, c, s, PSH | ACK, isn + 1, rsn + 1, payload)
-            w.tcp(t + 3 * step, c, s, PSH | ACK, rsn + 1, isn + 1 + n_req, b"\0" * n_resp,
+            w.tcp(t + 3 * step, c, s, PSH | ACK, rsn + 1, isn + 1 + n_req, response,
                   from_client=False)
             w.tcp(t + 4 * step, c, s, FIN | ACK, isn + 1 + n_req, rsn + 1 + n_resp)
             w.tcp(t + 5 * step, c, s, FIN | ACK, rsn + 1 + n_resp, isn + 2 + n_req,
