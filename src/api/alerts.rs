@@ -101,10 +101,14 @@ pub struct Alert {
     /// active, acknowledged, dismissed, resolved.
     pub state: String,
     pub title: String,
+    #[oai(nullable)]
     pub explanation: Option<String>,
+    #[oai(nullable)]
     pub device_mac: Option<String>,
+    #[oai(nullable)]
     pub peer: Option<String>,
     /// MITRE ATT&CK technique id.
+    #[oai(nullable)]
     pub mitre_technique: Option<String>,
     pub count: u64,
     pub flow_ids: Vec<i64>,

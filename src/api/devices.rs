@@ -19,17 +19,24 @@ use crate::store::query::{Filter, ts_value};
 #[derive(Object)]
 pub struct Device {
     pub mac: String,
+    #[oai(nullable)]
     pub vendor: Option<String>,
     /// Locally administered MAC (typically a phone's private address).
     pub randomized: bool,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+    #[oai(nullable)]
     pub hostname: Option<String>,
+    #[oai(nullable)]
     pub hostname_source: Option<String>,
+    #[oai(nullable)]
     pub dhcp_vendor_class: Option<String>,
     /// DHCP option 55 parameter request list.
+    #[oai(nullable)]
     pub dhcp_fingerprint: Option<String>,
+    #[oai(nullable)]
     pub ipv4: Option<String>,
+    #[oai(nullable)]
     pub ipv6: Option<String>,
     pub pkts_sent: u64,
     pub bytes_sent: u64,
