@@ -25,13 +25,18 @@ use crate::store::query::{Filter, ts_value, utc_us};
 pub struct MuteOut {
     pub id: i64,
     pub rule: String,
+    #[oai(nullable)]
     pub device_mac: Option<String>,
+    #[oai(nullable)]
     pub peer: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub until: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// Occurrences the mute swallowed.
     pub suppressed: u64,
+    #[oai(nullable)]
     pub last_suppressed: Option<DateTime<Utc>>,
 }
 
