@@ -73,14 +73,6 @@ pub struct NewMute {
     pub reason: Option<String>,
 }
 
-fn mac_bytes(m: &str) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for (o, part) in out.iter_mut().zip(m.split(':')) {
-        *o = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    out
-}
-
 fn lifecycle_error(e: LifecycleError) -> ApiError {
     match e {
         LifecycleError::UnknownMute(id) => ApiError::not_found("mute", id),
@@ -511,7 +503,10 @@ impl AlertsApi {
             ));
         }
         let device = match &b.device {
-            Some(d) => Some(mac_bytes(&parse_mac("device", d)?)),
+            Some(d) => Some(
+                crate::detect::config::parse_mac(&parse_mac("device", d)?)
+                    .ok_or_else(|| ApiError::bad_request("device", "not a MAC address"))?,
+            ),
             None => None,
         };
         let until = match (b.until, b.hours) {
