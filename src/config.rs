@@ -31,6 +31,8 @@ pub struct Config {
     pub export: ExportConfig,
     pub retention: RetentionConfig,
     pub sql: SqlConfig,
+    /// Detection rules and the alert lifecycle (`[detect]`, see `detect/config.rs`).
+    pub detect: crate::detect::DetectConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -435,6 +437,7 @@ impl Config {
                 )));
             }
         }
+        self.detect.validate()?;
         Ok(())
     }
 

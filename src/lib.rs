@@ -2,12 +2,14 @@
 //!
 //! Data moves one way through the stages, each a module (see ARCHITECTURE.md):
 //! [`capture`] → [`decode`] → [`flow`], [`inventory`], [`proto`] → [`event`]s on the
-//! [`pipeline`] bus → [`store`]. [`config`] sits at the edge.
+//! [`pipeline`] bus → [`store`] and [`detect`] (rules → alerts → their lifecycle in the
+//! store). [`config`] sits at the edge.
 
 pub mod api;
 pub mod capture;
 pub mod config;
 pub mod decode;
+pub mod detect;
 pub mod event;
 pub mod flow;
 pub mod inventory;

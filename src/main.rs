@@ -570,12 +570,32 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
             thousands(s.unsupported_link)
         );
     }
+    let rules: Vec<String> = s
+        .alerts_by_rule
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    say!(
+        "alerts     {}{}",
+        thousands(s.alerts),
+        if rules.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", rules.join(", "))
+        }
+    );
     if s.queue_dropped + s.store_dropped + s.store_failed_events > 0 {
         say!(
             "dropped    {} packets (queue full), {} events (store queue full), {} events (store errors)",
             thousands(s.queue_dropped),
             thousands(s.store_dropped),
             thousands(s.store_failed_events)
+        );
+    }
+    if s.detect_dropped > 0 {
+        say!(
+            "dropped    {} events (detection queue full)",
+            thousands(s.detect_dropped)
         );
     }
     for e in &s.errors {

@@ -75,13 +75,21 @@ struct Fixture {
 }
 
 fn fixture_with(cfg: Config) -> Fixture {
+    fixture_from(cfg, home_capture())
+}
+
+/// The capture is analyzed once without detection (the tests below count the alerts
+/// they insert themselves); the service's own replays (`capture.start`) detect.
+fn fixture_from(cfg: Config, capture: Pcap) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let pcap = path.join("home.pcap");
-    home_capture().write(&pcap);
+    capture.write(&pcap);
     let store = Arc::new(Store::open(&path.join("t.duckdb")).unwrap());
+    let mut quiet = cfg.clone();
+    quiet.detect.enabled = false;
     pipeline::run(
-        &cfg,
+        &quiet,
         &store,
         Input::Files(vec![pcap.clone()]),
         Arc::new(Progress::default()),
@@ -204,7 +212,10 @@ async fn devices_list_filters_sorts_and_pages() {
     assert_eq!(pi["vendor"], "Raspberry Pi Foundation");
     assert_eq!(pi["ipv4"], "192.168.1.10");
     assert_eq!(pi["open_alerts"], 2, "active port_scan + new_device");
-    assert_eq!(pi["risk_score"], 20, "high 20 + info 0");
+    assert_eq!(
+        pi["risk_score"], 15,
+        "high 15 + info 0 (the device_risk view)"
+    );
     let phone = items
         .iter()
         .find(|d| d["mac"] == "7a:11:22:33:44:55")
@@ -768,6 +779,10 @@ fn committed_openapi_spec_matches_the_code() {
         "/api/alerts/{id}",
         "/api/alerts/{id}/acknowledge",
         "/api/alerts/{id}/dismiss",
+        "/api/alerts/{id}/resolve",
+        "/api/alerts/{id}/reopen",
+        "/api/mutes",
+        "/api/mutes/{id}",
         "/api/threats",
         "/api/analytics",
         "/api/protocols",
@@ -851,4 +866,222 @@ async fn websocket_streams_flows_and_honours_subscriptions() {
     assert_eq!(flows.len(), 1, "exactly the phone's one flow: {flows:?}");
     assert_eq!(flows[0]["orig_mac"], "7a:11:22:33:44:55");
     assert_eq!(flows[0]["resp_port"], 80);
+}
+
+/// A port scan in a capture the service replays: the detection thread's alert reaches
+/// WebSocket clients as an `alert` message and the API; a mute then swallows the
+/// repeat of a second replay (counted on the mute, the alert's count unchanged), and
+/// the lifecycle moves through resolve and reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detected_alerts_stream_and_mutes_silence_repeats() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const ATT: [u8; 6] = [0x02, 0x66, 0x66, 0x66, 0x66, 0x66];
+    let mut p = Pcap::default();
+    let (att, dev) = ([192, 168, 1, 66], [192, 168, 1, 10]);
+    for port in 0..40u16 {
+        let t = T0 + port as i64 * 20_000;
+        p.push(
+            t,
+            tcp(
+                ATT,
+                CLIENT_MAC,
+                att,
+                45000,
+                dev,
+                1000 + port,
+                1,
+                0,
+                SYN,
+                &[],
+            ),
+        );
+        p.push(
+            t + 300,
+            tcp(
+                CLIENT_MAC,
+                ATT,
+                dev,
+                1000 + port,
+                att,
+                45000,
+                0,
+                2,
+                RSTACK,
+                &[],
+            ),
+        );
+    }
+    let f = fixture_from(Config::default(), p);
+    let c = client(&f);
+    let (k, t) = auth();
+    let v = get_json(&c, "/api/alerts").await;
+    assert_eq!(v["total"], 3, "only the fixture's inserted alerts so far");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let app = netguardian::api::app(f.state.clone());
+    tokio::spawn(poem::Server::new(poem::listener::TcpListener::bind(addr.to_string())).run(app));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/stream?token={TOKEN}"))
+            .await
+            .unwrap();
+    ws.send(Message::Text(r#"{"subscribe": ["alert"]}"#.into()))
+        .await
+        .unwrap();
+    let m: Value =
+        serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(m["type"], "subscribed");
+    ws.send(Message::Text(r#"{"command": "capture.start"}"#.into()))
+        .await
+        .unwrap();
+    let mut alerts = Vec::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while Instant::now() < deadline && !alerts.iter().any(|a: &Value| a["rule"] == "port_scan") {
+        let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await
+        else {
+            break;
+        };
+        let m: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        match m["type"].as_str().unwrap() {
+            "alert" => alerts.push(m["data"].clone()),
+            "capture" | "lagged" => {}
+            other => panic!("unsubscribed type {other}: {m}"),
+        }
+    }
+    let scan = alerts
+        .iter()
+        .find(|a| a["rule"] == "port_scan")
+        .unwrap_or_else(|| panic!("no port_scan alert streamed: {alerts:?}"))
+        .clone();
+    assert_eq!(scan["new"], true);
+    assert_eq!(scan["state"], "active");
+    assert!(
+        ["medium", "high"].contains(&scan["severity"].as_str().unwrap()),
+        "{scan}"
+    );
+    let id = scan["id"].as_i64().unwrap();
+    let stored = get_json(&c, &format!("/api/alerts/{id}")).await;
+    assert_eq!(stored["rule"], "port_scan");
+    assert_eq!(stored["count"], 1);
+    assert_eq!(stored["device_mac"], scan["device_mac"]);
+
+    // Wait for the replay to end before starting the next one.
+    let wait_idle = || async {
+        for _ in 0..200 {
+            if get_json(&c, "/api/capture").await["running"] == false {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("replay did not end");
+    };
+    wait_idle().await;
+
+    // Bad mutes are refused with the field named.
+    for (body, field) in [
+        (r#"{"rule": "nope"}"#, "rule"),
+        (r#"{"rule": "port_scan", "device": "zz"}"#, "device"),
+        (
+            r#"{"rule": "port_scan", "hours": 2, "until": "2030-01-01T00:00:00Z"}"#,
+            "hours",
+        ),
+    ] {
+        let r = c
+            .post("/api/mutes")
+            .header(k, t.clone())
+            .content_type("application/json")
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(
+            problem(r, StatusCode::BAD_REQUEST).await["field"],
+            field,
+            "{body}"
+        );
+    }
+    let r = c
+        .post("/api/mutes")
+        .content_type("application/json")
+        .body(r#"{"rule": "port_scan"}"#)
+        .send()
+        .await;
+    problem(r, StatusCode::UNAUTHORIZED).await;
+    let body = serde_json::json!({
+        "rule": "port_scan",
+        "device": scan["device_mac"],
+        "reason": "my own nmap",
+    })
+    .to_string();
+    let r = c
+        .post("/api/mutes")
+        .header(k, t.clone())
+        .content_type("application/json")
+        .body(body)
+        .send()
+        .await;
+    r.assert_status_is_ok();
+    let mute: Value = serde_json::from_str(&r.0.into_body().into_string().await.unwrap()).unwrap();
+    assert_eq!(mute["rule"], "port_scan");
+    assert_eq!(mute["suppressed"], 0);
+    assert!(mute["until"].is_null());
+    let mute_id = mute["id"].as_i64().unwrap();
+
+    // Second replay: the scan repeats within the dedup window but is muted.
+    let r = c
+        .post("/api/capture/start")
+        .header(k, t.clone())
+        .send()
+        .await;
+    r.assert_status_is_ok();
+    wait_idle().await;
+    let mutes = get_json(&c, "/api/mutes").await;
+    assert_eq!(mutes.as_array().unwrap().len(), 1);
+    assert!(mutes[0]["suppressed"].as_u64().unwrap() >= 1, "{mutes}");
+    let stored = get_json(&c, &format!("/api/alerts/{id}")).await;
+    assert_eq!(
+        stored["count"], 1,
+        "the muted repeat did not bump the alert"
+    );
+
+    // Lifecycle: resolve, reopen; a dismissed alert cannot be resolved.
+    for (action, state) in [
+        ("resolve", "resolved"),
+        ("reopen", "active"),
+        ("dismiss", "dismissed"),
+    ] {
+        let r = c
+            .post(format!("/api/alerts/{id}/{action}"))
+            .header(k, t.clone())
+            .send()
+            .await;
+        r.assert_status_is_ok();
+        assert_eq!(
+            get_json(&c, &format!("/api/alerts/{id}")).await["state"],
+            state
+        );
+    }
+    let r = c
+        .post(format!("/api/alerts/{id}/resolve"))
+        .header(k, t.clone())
+        .send()
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+
+    let r = c
+        .delete(format!("/api/mutes/{mute_id}"))
+        .header(k, t.clone())
+        .send()
+        .await;
+    r.assert_status_is_ok();
+    let r = c
+        .delete(format!("/api/mutes/{mute_id}"))
+        .header(k, t.clone())
+        .send()
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+    assert_eq!(get_json(&c, "/api/mutes").await, serde_json::json!([]));
 }

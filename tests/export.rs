@@ -384,6 +384,45 @@ async fn the_api_runs_an_export_job_with_download_links() {
     assert!(f.store.restricted_to().is_some());
 }
 
+/// Several DuckDB-file exports at once (the fuzzer found it: attached databases are
+/// shared by every connection, so a fixed alias made the second job fail).
+#[tokio::test]
+async fn concurrent_duckdb_exports_all_finish() {
+    let f = fixture();
+    let c = TestClient::new(netguardian::api::app(f.state.clone()));
+    let (k, v) = auth();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let r = c
+            .post("/api/exports")
+            .header(k, v.clone())
+            .body_json(&json!({"format": "duckdb"}))
+            .send()
+            .await;
+        r.assert_status(StatusCode::ACCEPTED);
+        let job: Value = r.json().await.value().deserialize();
+        ids.push(job["id"].as_u64().unwrap());
+    }
+    let t = Instant::now();
+    for id in ids {
+        let job = loop {
+            let r = c
+                .get(format!("/api/exports/{id}"))
+                .header(k, v.clone())
+                .send()
+                .await;
+            let j: Value = r.json().await.value().deserialize();
+            if j["state"] != "running" {
+                break j;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(job["state"], "done", "{job}");
+        assert!(job["rows"].as_u64().unwrap() > 0, "{job}");
+    }
+}
+
 #[test]
 fn scheduled_exports_write_the_previous_day_once() {
     let f = fixture();
@@ -491,4 +530,38 @@ fn the_size_cap_drops_the_oldest_days() {
         )
         .unwrap();
     assert_eq!(old, 0);
+}
+
+/// Old alerts go only once closed: an alert still active (or acknowledged) is what the
+/// user has to act on, whatever its age; resolved and dismissed ones age by their last
+/// occurrence.
+#[test]
+fn retention_keeps_open_alerts_however_old() {
+    let f = fixture();
+    let conn = f.store.connection().unwrap();
+    conn.execute_batch(
+        "DELETE FROM alerts;
+         INSERT INTO alerts (ts, last_ts, rule, severity, state, title) VALUES
+           (TIMESTAMP '2023-01-01', TIMESTAMP '2023-01-02', 'port_scan', 'high', 'active', 'old active'),
+           (TIMESTAMP '2023-01-01', TIMESTAMP '2023-01-02', 'port_scan', 'high', 'acknowledged', 'old acknowledged'),
+           (TIMESTAMP '2023-01-01', TIMESTAMP '2023-01-02', 'port_scan', 'high', 'resolved', 'old resolved'),
+           (TIMESTAMP '2023-01-01', TIMESTAMP '2023-01-02', 'port_scan', 'high', 'dismissed', 'old dismissed'),
+           (TIMESTAMP '2023-01-01', now()::TIMESTAMP, 'port_scan', 'high', 'resolved', 'first old, last recent');",
+    )
+    .unwrap();
+    let mut cfg = Config::default().retention;
+    cfg.days.insert("alerts".into(), 30);
+    let r = retention::run_once(&conn, &cfg, Utc::now()).unwrap();
+    assert_eq!(r.deleted, vec![("alerts".to_string(), 2)]);
+    let left: Vec<String> = conn
+        .prepare("SELECT title FROM alerts ORDER BY title")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        left,
+        vec!["first old, last recent", "old acknowledged", "old active"]
+    );
 }

@@ -15,7 +15,74 @@ use super::auth::{Reader, Token};
 use super::devices::{default_limit, parse_mac};
 use super::error::{ApiError, ApiResult};
 use super::status::Tag;
-use crate::store::query::{Filter, ts_value};
+use crate::detect::RULE_IDS;
+use crate::detect::lifecycle::{self, LifecycleError};
+use crate::store::query::{Filter, ts_value, utc_us};
+
+/// A mute: occurrences of `rule` for the device and peer (None: any) are counted here
+/// instead of raising alerts, until `until` (None: until removed).
+#[derive(Object)]
+pub struct MuteOut {
+    pub id: i64,
+    pub rule: String,
+    #[oai(nullable)]
+    pub device_mac: Option<String>,
+    #[oai(nullable)]
+    pub peer: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub until: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub reason: Option<String>,
+    /// Occurrences the mute swallowed.
+    pub suppressed: u64,
+    #[oai(nullable)]
+    pub last_suppressed: Option<DateTime<Utc>>,
+}
+
+impl From<lifecycle::Mute> for MuteOut {
+    fn from(m: lifecycle::Mute) -> MuteOut {
+        MuteOut {
+            id: m.id,
+            rule: m.rule,
+            device_mac: m.device_mac,
+            peer: m.peer,
+            created_at: utc_us(m.created_at),
+            until: m.until.map(utc_us),
+            reason: m.reason,
+            suppressed: m.suppressed,
+            last_suppressed: m.last_suppressed.map(utc_us),
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct NewMute {
+    /// Rule id to silence (see `detect` in the README for the list).
+    pub rule: String,
+    /// MAC of the device; omitted: every device.
+    pub device: Option<String>,
+    /// The other side exactly as alerts show it (address, domain, "tcp/23"); omitted: any.
+    pub peer: Option<String>,
+    /// Muted until this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Muted for this many hours from now.
+    #[oai(validator(minimum(value = "1"), maximum(value = "87600")))]
+    pub hours: Option<u32>,
+    #[oai(validator(max_length = 500))]
+    pub reason: Option<String>,
+}
+
+fn lifecycle_error(e: LifecycleError) -> ApiError {
+    match e {
+        LifecycleError::UnknownMute(id) => ApiError::not_found("mute", id),
+        LifecycleError::UnknownAlert(id) => ApiError::not_found("alert", id),
+        LifecycleError::UnknownRule(r) => {
+            ApiError::bad_request("rule", format!("unknown rule {r:?}"))
+        }
+        LifecycleError::Db(e) => ApiError::internal(e),
+    }
+}
 
 #[derive(Object)]
 pub struct Alert {
@@ -31,10 +98,14 @@ pub struct Alert {
     /// active, acknowledged, dismissed, resolved.
     pub state: String,
     pub title: String,
+    #[oai(nullable)]
     pub explanation: Option<String>,
+    #[oai(nullable)]
     pub device_mac: Option<String>,
+    #[oai(nullable)]
     pub peer: Option<String>,
     /// MITRE ATT&CK technique id.
+    #[oai(nullable)]
     pub mitre_technique: Option<String>,
     pub count: u64,
     pub flow_ids: Vec<i64>,
@@ -364,5 +435,147 @@ impl AlertsApi {
             )
             .await?,
         ))
+    }
+
+    /// Marks an open alert as over; a later repeat opens a new alert.
+    #[oai(path = "/api/alerts/:id/resolve", method = "post")]
+    async fn resolve(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Alert>> {
+        Ok(Json(
+            transition(&state, id.0, "resolved", &["active", "acknowledged"]).await?,
+        ))
+    }
+
+    /// Makes an acknowledged, dismissed or resolved alert active again.
+    #[oai(path = "/api/alerts/:id/reopen", method = "post")]
+    async fn reopen(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Alert>> {
+        Ok(Json(
+            transition(
+                &state,
+                id.0,
+                "active",
+                &["acknowledged", "dismissed", "resolved"],
+            )
+            .await?,
+        ))
+    }
+
+    /// Every mute, expired ones included.
+    #[oai(path = "/api/mutes", method = "get")]
+    async fn list_mutes(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        auth: Reader,
+    ) -> ApiResult<Json<Vec<MuteOut>>> {
+        auth.check(&state)?;
+        let mutes = state
+            .db
+            .run(|c| Ok(lifecycle::list_mutes(c)))
+            .await?
+            .map_err(lifecycle_error)?;
+        Ok(Json(mutes.into_iter().map(MuteOut::from).collect()))
+    }
+
+    /// Silences a rule for a device and/or peer (omitted: any), until a time or for a
+    /// number of hours (omitted: until unmuted). Matching occurrences are counted on
+    /// the mute instead of raising alerts.
+    #[oai(path = "/api/mutes", method = "post")]
+    async fn mute(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        _auth: Token,
+        body: Json<NewMute>,
+    ) -> ApiResult<Json<MuteOut>> {
+        let b = body.0;
+        if !RULE_IDS.contains(&b.rule.as_str()) {
+            return Err(ApiError::bad_request(
+                "rule",
+                format!("unknown rule {:?}; rules: {}", b.rule, RULE_IDS.join(", ")),
+            ));
+        }
+        let device = match &b.device {
+            Some(d) => Some(
+                crate::detect::config::parse_mac(&parse_mac("device", d)?)
+                    .ok_or_else(|| ApiError::bad_request("device", "not a MAC address"))?,
+            ),
+            None => None,
+        };
+        let until = match (b.until, b.hours) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "hours",
+                    "give either `until` or `hours`, not both",
+                ));
+            }
+            (Some(t), None) => Some(t.timestamp_micros()),
+            (None, Some(h)) => {
+                Some((Utc::now() + chrono::Duration::hours(h.into())).timestamp_micros())
+            }
+            (None, None) => None,
+        };
+        if let Some(p) = &b.peer
+            && (p.is_empty() || p.len() > 255)
+        {
+            return Err(ApiError::bad_request(
+                "peer",
+                "peer must be 1 to 255 characters",
+            ));
+        }
+        let created = state
+            .db
+            .run(move |c| {
+                Ok(lifecycle::mute(
+                    c,
+                    &b.rule,
+                    device,
+                    b.peer.as_deref(),
+                    until,
+                    b.reason.as_deref(),
+                )
+                .and_then(|id| {
+                    lifecycle::list_mutes(c)?
+                        .into_iter()
+                        .find(|m| m.id == id)
+                        .ok_or(lifecycle::LifecycleError::UnknownMute(id))
+                }))
+            })
+            .await?
+            .map_err(lifecycle_error)?;
+        Ok(Json(MuteOut::from(created)))
+    }
+
+    /// Removes a mute; the rule alerts again for what it covered.
+    #[oai(path = "/api/mutes/:id", method = "delete")]
+    async fn unmute(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<Json<MuteOut>> {
+        let id = id.0;
+        let removed = state
+            .db
+            .run(move |c| {
+                Ok(lifecycle::list_mutes(c).and_then(|all| {
+                    let m = all
+                        .into_iter()
+                        .find(|m| m.id == id)
+                        .ok_or(lifecycle::LifecycleError::UnknownMute(id))?;
+                    lifecycle::unmute(c, id)?;
+                    Ok(m)
+                }))
+            })
+            .await?
+            .map_err(lifecycle_error)?;
+        Ok(Json(MuteOut::from(removed)))
     }
 }

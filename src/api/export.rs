@@ -57,12 +57,15 @@ pub enum ExportState {
 pub struct ExportFile {
     /// Relative to the export folder.
     pub path: String,
+    #[oai(nullable)]
     pub table: Option<String>,
     pub bytes: u64,
     /// SHA-256 of the file as stored (after encryption, if any).
     pub sha256: String,
     pub rows: u64,
+    #[oai(nullable)]
     pub min_ts: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub max_ts: Option<DateTime<Utc>>,
     /// Download link.
     pub url: String,
@@ -75,6 +78,7 @@ pub struct ExportJob {
     pub format: String,
     pub tables: Vec<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
     /// 0..1 (tables written, and the encryption pass).
     pub progress: f64,
@@ -82,8 +86,10 @@ pub struct ExportJob {
     /// The folder on the server.
     pub dir: String,
     /// Download link of `manifest.json` once done.
+    #[oai(nullable)]
     pub manifest_url: Option<String>,
     pub files: Vec<ExportFile>,
+    #[oai(nullable)]
     pub error: Option<String>,
 }
 

@@ -1,9 +1,10 @@
-//! Application-protocol metadata of flows: DNS, TLS, HTTP/1, DHCP and local name
-//! announcements (mDNS, SSDP, NetBIOS-NS, LLMNR), emitted as [`ProtoRecord`]s.
+//! Application-protocol metadata of flows: DNS, TLS, HTTP/1, DHCP, local name
+//! announcements (mDNS, SSDP, NetBIOS-NS, LLMNR) and cleartext logins / legacy
+//! protocols (FTP, POP3, IMAP, telnet, SMBv1), emitted as [`ProtoRecord`]s.
 //!
 //! This module is the contract with the flow layer: it keeps one [`AppState`] per
-//! flow, picks the parser by port (UDP) or by sniffing the first client bytes
-//! (TCP: TLS and HTTP on any port), does the per-direction TCP reassembly, and
+//! flow, picks the parser by port (UDP; TCP for the server-first login protocols of
+//! `login.rs`) or by sniffing the first client bytes (TCP: TLS and HTTP on any port), does the per-direction TCP reassembly, and
 //! turns everything into plain records. All input is untrusted: parsers are
 //! bounded in memory and never panic on malformed bytes.
 
@@ -11,6 +12,7 @@ mod dhcp;
 mod dns;
 mod fingerprint;
 mod http;
+mod login;
 mod names;
 mod socks;
 mod stream;
@@ -19,6 +21,7 @@ mod tls;
 pub use dhcp::{DhcpRecord, dhcp_msg_type_name};
 pub use dns::{DnsAnswer, DnsRecord, qtype_name, rcode_name};
 pub use http::HttpRecord;
+pub use login::CleartextRecord;
 pub use names::NameRecord;
 pub use tls::TlsRecord;
 
@@ -27,6 +30,7 @@ use serde::Serialize;
 use crate::flow::Direction;
 use dns::{DnsTcp, DnsTracker};
 use http::HttpSession;
+use login::LoginSession;
 use names::{NameProto, NameSession};
 use socks::SocksSkip;
 use stream::{Broken, Reassembler};
@@ -37,7 +41,7 @@ pub type Ts = i64;
 
 /// Every label [`AppState::app_proto`] can return ("other" stands for any label added
 /// later without being listed here). The flow table stores a label as its index.
-pub const APP_LABELS: [&str; 9] = [
+pub const APP_LABELS: [&str; 14] = [
     "dns",
     "tls",
     "http",
@@ -46,6 +50,11 @@ pub const APP_LABELS: [&str; 9] = [
     "ssdp",
     "netbios-ns",
     "llmnr",
+    "ftp",
+    "pop3",
+    "imap",
+    "telnet",
+    "smb",
     "other",
 ];
 
@@ -64,6 +73,9 @@ pub enum ProtoRecord {
     Http(HttpRecord),
     Dhcp(DhcpRecord),
     Name(NameRecord),
+    /// A cleartext login (FTP, POP3, IMAP, telnet) or a legacy session (telnet, SMBv1).
+    /// Used by detection; not stored in a table of its own.
+    Cleartext(CleartextRecord),
 }
 
 /// Tunnels (HTTP CONNECT, SOCKS) looked into per connection.
@@ -106,6 +118,8 @@ enum TcpApp {
     Dns(DnsTcp),
     /// SOCKS handshake being skipped; the tunnelled protocol is sniffed after it.
     Socks(SocksSkip),
+    /// FTP, POP3, IMAP, telnet or SMB, chosen by the server port.
+    Login(Box<LoginSession>),
 }
 
 fn side(dir: Direction) -> usize {
@@ -116,8 +130,9 @@ fn side(dir: Direction) -> usize {
 }
 
 impl AppState {
-    /// Creates per-flow state. TCP always gets one (content sniffing); UDP only on
-    /// the ports parsed here (53, 5353, 67/68, 1900, 137, 5355).
+    /// Creates per-flow state. TCP always gets one (content sniffing, or the login
+    /// parser when the responder port is 21, 23, 110, 139, 143, 445 or 2323); UDP only
+    /// on the ports parsed here (53, 5353, 67/68, 1900, 137, 5355).
     pub fn for_flow(transport: Transport, orig_port: u16, resp_port: u16) -> Option<Box<AppState>> {
         let either = |p: u16| orig_port == p || resp_port == p;
         let inner = match transport {
@@ -125,6 +140,8 @@ impl AppState {
                 streams: [Reassembler::new(), Reassembler::new()],
                 app: if either(53) {
                     TcpApp::Dns(DnsTcp::new())
+                } else if let Some(kind) = login::Kind::for_port(resp_port) {
+                    TcpApp::Login(Box::new(LoginSession::new(kind)))
                 } else {
                     TcpApp::Sniff
                 },
@@ -208,6 +225,7 @@ impl AppState {
                 TcpApp::Tls(s) => s.on_close(out),
                 TcpApp::Http(s) => s.on_close(out),
                 TcpApp::Dns(s) => s.flush(out),
+                TcpApp::Login(s) => s.on_close(out),
                 TcpApp::Socks(_) | TcpApp::Sniff => {}
             },
             Inner::Dhcp | Inner::Names(_) | Inner::Done(_) => {}
@@ -241,6 +259,7 @@ impl TcpState {
             TcpApp::Http(_) => Some("http"),
             TcpApp::Dns(d) => d.seen_dns.then_some("dns"),
             TcpApp::Socks(_) => None,
+            TcpApp::Login(s) => s.identified.then(|| s.label()),
         }
     }
 
@@ -284,6 +303,7 @@ impl TcpState {
             TcpApp::Http(s) => s.finished,
             TcpApp::Dns(s) => s.failed,
             TcpApp::Socks(s) => s.failed() || s.done(),
+            TcpApp::Login(s) => s.finished,
             TcpApp::Sniff => false,
         };
         done.then(|| self.label())
@@ -323,6 +343,7 @@ impl TcpState {
             TcpApp::Http(s) => s.on_data(ts, d, rs, out),
             TcpApp::Dns(s) => s.on_data(ts, rs, out),
             TcpApp::Socks(s) => s.on_data(d, rs),
+            TcpApp::Login(s) => s.on_data(ts, d, rs, out),
             TcpApp::Sniff => {}
         }
     }

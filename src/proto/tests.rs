@@ -307,3 +307,25 @@ fn random_tcp_segments_never_panic() {
         assert!(app.is_done());
     }
 }
+
+#[test]
+fn login_protocols_are_chosen_by_server_port() {
+    let mut c = Tcp::open(21);
+    c.send(Resp, b"220 FTP ready\r\n", 1448);
+    assert_eq!(c.app.app_proto(), Some("ftp"));
+    c.send(Orig, b"USER pi\r\nPASS raspberry\r\n", 1448);
+    c.send(Resp, b"230 Logged in\r\n", 1448);
+    assert!(c.app.is_done());
+    assert!(matches!(&c.out[..], [ProtoRecord::Cleartext(r)]
+        if r.protocol == "ftp" && r.credentials && r.user.as_deref() == Some("pi") && r.success == Some(true)));
+    // Port 21 used by something else: no label, nothing recorded.
+    let mut c = Tcp::open(21);
+    c.send(Resp, &[22, 3, 3, 0, 5, 1, 2, 3, 4, 5], 1448);
+    assert!(c.app.is_done());
+    assert_eq!(c.app.app_proto(), None);
+    assert!(c.out.is_empty());
+    // The client port does not select the parser.
+    let mut c = Tcp::open(5555);
+    c.send(Resp, b"220 hi\r\n", 1448);
+    assert_eq!(c.app.app_proto(), None);
+}

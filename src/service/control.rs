@@ -299,7 +299,11 @@ impl Control {
             .name("ng-pipeline".into())
             .spawn(move || {
                 let mut attach = |bus: &mut EventBus| hub.attach(bus);
-                let res = pipeline::run(&cfg, &store, input, p2, s2, Some(&mut attach));
+                let hooks = pipeline::Hooks {
+                    subscribe: Some(&mut attach),
+                    alerts: hub.alert_sender(),
+                };
+                let res = pipeline::run(&cfg, &store, input, p2, s2, Some(hooks));
                 match &res {
                     Ok(s) => tracing::info!(
                         run = s.run_id,
@@ -461,11 +465,18 @@ impl Control {
             progress.clone(),
             file.clone(),
         );
+        // An uploaded capture's alerts are streamed like live ones; its flows are not
+        // (a replay would flood clients with old traffic).
+        let alerts = self.hub.alert_sender();
         let thread = std::thread::Builder::new()
             .name(format!("ng-job-{id}"))
             .spawn(move || {
                 let stop = Arc::new(AtomicBool::new(false));
-                pipeline::run(&cfg, &store, Input::Files(vec![f2]), p2, stop, None)
+                let hooks = pipeline::Hooks {
+                    subscribe: None,
+                    alerts,
+                };
+                pipeline::run(&cfg, &store, Input::Files(vec![f2]), p2, stop, Some(hooks))
             })
             .map_err(|e| ControlError::Failed(e.to_string()))?;
         let status = JobStatus {

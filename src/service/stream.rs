@@ -13,6 +13,7 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::broadcast;
 
+use crate::detect::lifecycle::StoredAlert;
 use crate::event::Event;
 use crate::inventory::oui::format_mac;
 use crate::pipeline::{Delivery, EventBus};
@@ -92,6 +93,55 @@ impl Hub {
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the stream thread; live stream disabled");
         }
+    }
+
+    /// A channel for the detection thread's stored alerts (`pipeline::Hooks::alerts`);
+    /// a thread of its own turns each into an `alert` message until every sender is
+    /// gone (the run ended). Bounded: when clients are far behind, notifications are
+    /// lost, never alerts (they are in the store).
+    pub fn alert_sender(self: &Arc<Self>) -> Option<crossbeam_channel::Sender<StoredAlert>> {
+        let (tx, rx) = crossbeam_channel::bounded::<StoredAlert>(1024);
+        let hub = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ng-alerts".into())
+            .spawn(move || {
+                for stored in rx.iter() {
+                    hub.publish_alert(&stored);
+                }
+            });
+        match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the alert stream thread; alerts not streamed");
+                None
+            }
+        }
+    }
+
+    /// Publishes one stored alert, shaped like the API's `Alert` plus `new`.
+    pub fn publish_alert(&self, s: &StoredAlert) {
+        let a = &s.alert;
+        let mac = a.device_mac.map(format_mac);
+        self.publish(
+            "alert",
+            mac.iter().cloned().collect(),
+            json!({
+                "id": s.id,
+                "new": s.new,
+                "count": s.count,
+                "state": s.state.as_str(),
+                "last_ts": utc_us(a.ts),
+                "rule": a.rule,
+                "severity": a.severity,
+                "title": a.title,
+                "explanation": a.explanation,
+                "device_mac": mac,
+                "peer": a.peer,
+                "mitre_technique": a.mitre,
+                "flow_ids": a.flow_ids,
+                "evidence": a.evidence,
+            }),
+        );
     }
 
     fn forward(&self, ev: &Event) {

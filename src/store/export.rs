@@ -360,9 +360,13 @@ pub fn export(
     let duckdb_file = req.out.join("netguardian.duckdb");
     // The time range of the DuckDB file: that of its tables together.
     let (mut all_min, mut all_max): (Option<NaiveDateTime>, Option<NaiveDateTime>) = (None, None);
+    // Attached databases belong to the database instance, not the connection: two
+    // exports at once each need their own alias.
+    static ALIAS_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let alias = format!("ng_export_{}", ALIAS_SEQ.fetch_add(1, Relaxed));
     if req.format == Format::Duckdb {
         conn.execute_batch(&format!(
-            "ATTACH {} AS ng_export (READ_WRITE)",
+            "ATTACH {} AS {alias} (READ_WRITE)",
             quote_path(&duckdb_file)
         ))?;
     }
@@ -463,9 +467,7 @@ pub fn export(
                 }
                 Format::Duckdb => {
                     conn.execute(
-                        &format!(
-                            "CREATE TABLE ng_export.{table} AS SELECT * FROM {table} {filter}"
-                        ),
+                        &format!("CREATE TABLE {alias}.{table} AS SELECT * FROM {table} {filter}"),
                         [],
                     )?;
                 }
@@ -476,7 +478,7 @@ pub fn export(
         Ok(())
     })();
     if req.format == Format::Duckdb {
-        let _ = conn.execute_batch("DETACH ng_export");
+        let _ = conn.execute_batch(&format!("DETACH {alias}"));
         if res.is_ok() {
             let total: u64 = table_rows.values().sum();
             files.push(ManifestFile {

@@ -64,10 +64,14 @@ fn delete_before(
     col: &str,
     cutoff: DateTime<Utc>,
 ) -> Result<u64, duckdb::Error> {
-    let n = conn.execute(
-        &format!("DELETE FROM {} WHERE {col} < ?", physical(table)),
-        [crate::store::query::ts_value(cutoff)],
-    )?;
+    // Alerts age by their last occurrence, and only once closed: an open alert stays
+    // until the lifecycle resolves it (detect.resolve_after_secs), whatever its age.
+    let sql = if table == "alerts" {
+        "DELETE FROM alerts WHERE last_ts < ? AND state IN ('resolved', 'dismissed')".to_string()
+    } else {
+        format!("DELETE FROM {} WHERE {col} < ?", physical(table))
+    };
+    let n = conn.execute(&sql, [crate::store::query::ts_value(cutoff)])?;
     Ok(n as u64)
 }
 

@@ -234,8 +234,42 @@ CREATE TABLE alerts (
 );
 "#,
     },
-    // Version 2 is the alerts migration of the detection work; this one does not depend
-    // on it, so the two apply in either order of merging.
+    Migration {
+        version: 2,
+        description: "alert mutes and the device risk score",
+        sql: r#"
+-- Mutes (detect/lifecycle.rs): rule x device x peer, NULL device or peer = any; `until`
+-- is compared with the alert's packet time, NULL = until unmuted.
+CREATE SEQUENCE alert_mute_id_seq START 1;
+CREATE TABLE alert_mutes (
+    id BIGINT PRIMARY KEY DEFAULT nextval('alert_mute_id_seq'),
+    rule VARCHAR NOT NULL,
+    device_mac VARCHAR,
+    peer VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    until TIMESTAMP,
+    reason VARCHAR,
+    suppressed UBIGINT NOT NULL DEFAULT 0,   -- occurrences the mute dropped
+    last_suppressed TIMESTAMP
+);
+
+-- Risk per device over its open alerts: min(100, sum of weight(severity) x (1 active,
+-- 0.5 acknowledged)), weights info 0, low 1, medium 5, high 15, critical 40 (the same
+-- formula as detect::lifecycle::risk_score). Devices without open alerts have no row.
+CREATE VIEW device_risk AS
+SELECT device_mac AS mac,
+       least(100, round(sum(
+           CASE severity WHEN 'critical' THEN 40 WHEN 'high' THEN 15 WHEN 'medium' THEN 5
+                         WHEN 'low' THEN 1 ELSE 0 END
+           * CASE state WHEN 'active' THEN 1.0 ELSE 0.5 END)))::INTEGER AS score,
+       count(*) AS open_alerts,
+       count(*) FILTER (WHERE severity IN ('high', 'critical')) AS serious_alerts,
+       max(last_ts) AS last_alert
+FROM alerts
+WHERE state IN ('active', 'acknowledged') AND device_mac IS NOT NULL
+GROUP BY device_mac;
+"#,
+    },
     Migration {
         version: 3,
         description: "views for common questions: device bytes per day, top domains per device, new destinations",
@@ -292,4 +326,97 @@ LEFT JOIN devices d ON d.mac = r.mac;
 
 pub fn latest_version() -> i32 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A database made by a netguardian that knew only migration 1 upgrades in place,
+    /// keeping its alerts.
+    #[test]
+    fn version_1_database_upgrades_to_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.duckdb");
+        {
+            let c = duckdb::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL, description VARCHAR NOT NULL);",
+            )
+            .unwrap();
+            c.execute_batch(MIGRATIONS[0].sql).unwrap();
+            c.execute_batch(
+                "INSERT INTO schema_migrations VALUES (1, now()::TIMESTAMP, 'v1');
+                 INSERT INTO alerts (ts, last_ts, rule, severity, title, device_mac)
+                 VALUES (TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-01', 'port_scan', 'high', 't', 'aa:bb:cc:dd:ee:ff');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest_version());
+        let applied: Vec<i32> = {
+            let c = store.connection().unwrap();
+            let mut st = c
+                .prepare("SELECT version FROM schema_migrations ORDER BY version")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(applied, (1..=latest_version()).collect::<Vec<_>>());
+        assert!(latest_version() >= 3, "the views migration is missing");
+        let c = store.connection().unwrap();
+        let score: i32 = c
+            .query_row(
+                "SELECT score FROM device_risk WHERE mac = 'aa:bb:cc:dd:ee:ff'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(score, 15);
+        let mutes: i64 = c
+            .query_row("SELECT count(*) FROM alert_mutes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mutes, 0);
+    }
+
+    /// Migrations come from branches merged in either order: a database that recorded 1
+    /// and 3 (the views) but not 2 (mutes, risk) gets 2 applied, and 3 is not redone.
+    #[test]
+    fn a_missing_middle_migration_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v13.duckdb");
+        {
+            let c = duckdb::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL, description VARCHAR NOT NULL);",
+            )
+            .unwrap();
+            for m in MIGRATIONS.iter().filter(|m| m.version != 2) {
+                c.execute_batch(m.sql).unwrap();
+                c.execute(
+                    "INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP, 'old')",
+                    [m.version],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let c = store.connection().unwrap();
+        let (n, old): (i64, i64) = c
+            .query_row(
+                "SELECT count(*), count(*) FILTER (WHERE description = 'old') FROM schema_migrations",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(n as usize, MIGRATIONS.len());
+        assert_eq!(old as usize, MIGRATIONS.len() - 1);
+        c.execute_batch(
+            "SELECT * FROM alert_mutes; SELECT * FROM device_risk; SELECT * FROM new_destinations;",
+        )
+        .unwrap();
+    }
 }

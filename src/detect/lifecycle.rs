@@ -1,0 +1,896 @@
+//! The alert lifecycle: deduplication, mutes, states, the device risk score, storage.
+//!
+//! [`Lifecycle`] owns its own DuckDB connection (DuckDB allows several per process)
+//! and writes the `alerts` table; the API calls the free functions ([`acknowledge`],
+//! [`dismiss`], [`resolve`], [`mute`], [`list_mutes`], [`unmute`], [`device_risk`])
+//! with a connection of its own.
+//!
+//! **Deduplication.** An alert is identified by rule × device × peer. A repeat within
+//! `detect.dedup_window_secs` of the previous occurrence's `last_ts` does not open a
+//! new alert: `count` goes up, `last_ts` moves on, up to [`MAX_STORED_FLOWS`] flow ids
+//! are kept, and the severity rises if the repeat is more severe (with its title and
+//! explanation). The window slides: a condition that keeps recurring stays one alert.
+//!
+//! **States.** `active` (new), `acknowledged` (seen by someone, still open),
+//! `dismissed` (not a problem), `resolved` (over: set by hand, or automatically after
+//! `detect.resolve_after_secs` without a repeat). A repeat of an acknowledged or
+//! dismissed alert within the window bumps its count and keeps its state — it is
+//! never reopened, so dismissing noise stays effective; a repeat of a resolved alert,
+//! or any repeat after the window, opens a new `active` alert. Any state may be set
+//! from any other.
+//!
+//! **`new_device`** is once per device: a second one for the same MAC is never opened,
+//! whatever the window or state.
+//!
+//! **Mutes.** `alert_mutes` rows match rule × device × peer, where a NULL device or peer
+//! matches any; `until` (optional) is compared with the alert's packet time. A muted
+//! alert is neither stored nor announced; the mute's `suppressed` count and
+//! `last_suppressed` record that it worked.
+//!
+//! **Risk score.** Per device, over its open alerts (active or acknowledged):
+//! `min(100, Σ weight(severity) × (1 if active, ½ if acknowledged))` with weights
+//! info 0, low 1, medium 5, high 15, critical 40, rounded — see [`risk_score`] and the
+//! view `device_risk` (schema migration 2), which compute the same thing. One active
+//! high alert scores 15, one critical 40; a device with nothing open scores 0.
+
+use std::collections::HashMap;
+
+use duckdb::types::{TimeUnit, Value};
+use duckdb::{Connection, OptionalExt, params};
+use serde::Serialize;
+
+use super::{Alert, DetectConfig, RULE_IDS, SEC, Severity};
+use crate::inventory::oui::format_mac;
+
+/// Most flow ids kept on one stored alert.
+pub const MAX_STORED_FLOWS: usize = 100;
+
+/// Rules whose alert is opened once per device, ever.
+const ONCE_PER_DEVICE: [&str; 1] = ["new_device"];
+
+/// An alert's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Active,
+    Acknowledged,
+    Dismissed,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Active => "active",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Dismissed => "dismissed",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertState> {
+        [
+            AlertState::Active,
+            AlertState::Acknowledged,
+            AlertState::Dismissed,
+            AlertState::Resolved,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+
+    /// Counts towards the risk score.
+    pub fn is_open(self) -> bool {
+        matches!(self, AlertState::Active | AlertState::Acknowledged)
+    }
+}
+
+/// An alert as stored: what the service announces when it is opened or repeated.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredAlert {
+    /// Row id in `alerts`.
+    pub id: i64,
+    /// True when this opened the alert; false for a repeat that bumped it.
+    pub new: bool,
+    /// Occurrences so far.
+    pub count: u64,
+    pub state: AlertState,
+    /// The occurrence (for a group of repeats in one batch, the most severe).
+    pub alert: Alert,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no alert with id {0}")]
+    UnknownAlert(i64),
+    #[error("no mute with id {0}")]
+    UnknownMute(i64),
+    #[error("unknown rule {0:?} (rules: {list})", list = RULE_IDS.join(", "))]
+    UnknownRule(String),
+    #[error("database error: {0}")]
+    Db(#[from] duckdb::Error),
+}
+
+/// A row of `alert_mutes`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Mute {
+    pub id: i64,
+    pub rule: String,
+    /// None: any device.
+    pub device_mac: Option<String>,
+    /// None: any peer.
+    pub peer: Option<String>,
+    /// Creation time (wall clock, µs).
+    pub created_at: i64,
+    /// Muted until this packet time (µs); None: until unmuted.
+    pub until: Option<i64>,
+    pub reason: Option<String>,
+    pub suppressed: u64,
+    pub last_suppressed: Option<i64>,
+}
+
+impl Mute {
+    fn matches(&self, a: &Alert, mac: Option<&str>) -> bool {
+        self.rule == a.rule
+            && self.device_mac.as_deref().is_none_or(|m| Some(m) == mac)
+            && self
+                .peer
+                .as_deref()
+                .is_none_or(|p| Some(p) == a.peer.as_deref())
+            && self.until.is_none_or(|u| a.ts < u)
+    }
+}
+
+/// A device's risk score and what it is made of.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RiskScore {
+    pub mac: String,
+    /// 0 (nothing open) to 100.
+    pub score: u32,
+    pub open_alerts: u64,
+    /// Open alerts of high or critical severity.
+    pub serious_alerts: u64,
+}
+
+/// Weight of one open alert in the risk score.
+pub fn severity_weight(s: Severity) -> f64 {
+    match s {
+        Severity::Info => 0.0,
+        Severity::Low => 1.0,
+        Severity::Medium => 5.0,
+        Severity::High => 15.0,
+        Severity::Critical => 40.0,
+    }
+}
+
+/// The risk score of a device from its alerts' severities and states (closed alerts
+/// count nothing): `min(100, round(Σ weight × (1 active | ½ acknowledged)))`.
+pub fn risk_score(alerts: &[(Severity, AlertState)]) -> u32 {
+    let sum: f64 = alerts
+        .iter()
+        .map(|(sev, st)| match st {
+            AlertState::Active => severity_weight(*sev),
+            AlertState::Acknowledged => severity_weight(*sev) / 2.0,
+            _ => 0.0,
+        })
+        .sum();
+    sum.round().min(100.0) as u32
+}
+
+/// What the lifecycle did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LifecycleStats {
+    /// Alerts opened.
+    pub new: u64,
+    /// Repeats folded into an existing alert.
+    pub bumped: u64,
+    /// Occurrences dropped by a mute.
+    pub muted: u64,
+    /// `new_device` occurrences for a device that already had one.
+    pub repeated_once: u64,
+    /// Occurrences lost to database errors.
+    pub failed: u64,
+    /// Alerts opened, per rule.
+    pub new_by_rule: std::collections::BTreeMap<String, u64>,
+}
+
+type Key = (&'static str, Option<String>, Option<String>);
+
+struct Existing {
+    id: i64,
+    last_ts: i64,
+    state: AlertState,
+    severity: Severity,
+    count: u64,
+    flow_ids: Vec<i64>,
+}
+
+/// Writes alerts for the detection thread. See the module documentation.
+pub struct Lifecycle {
+    conn: Connection,
+    window: i64,
+    resolve_after: i64,
+    /// Latest alert id per key (the row is re-read before use: states change via the API).
+    ids: HashMap<Key, i64>,
+    last_resolve: i64,
+    pub stats: LifecycleStats,
+}
+
+fn ts(us: i64) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, us)
+}
+
+fn list_literal(ids: &[i64]) -> String {
+    let v: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    format!("[{}]", v.join(","))
+}
+
+fn parse_list(s: &str) -> Vec<i64> {
+    s.trim_matches(['[', ']'])
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect()
+}
+
+const CACHE_CAP: usize = 20_000;
+
+impl Lifecycle {
+    pub fn new(conn: Connection, cfg: &DetectConfig) -> Lifecycle {
+        Lifecycle {
+            conn,
+            window: cfg.dedup_window_secs as i64 * SEC,
+            resolve_after: cfg.resolve_after_secs as i64 * SEC,
+            ids: HashMap::new(),
+            last_resolve: i64::MIN,
+            stats: LifecycleStats::default(),
+        }
+    }
+
+    /// Stores `alerts` (deduplicated, mutes applied) in one transaction and returns the
+    /// alerts opened or bumped, in order. On a database error nothing of the batch is
+    /// kept; it is logged, counted, and retried once when it was a write conflict with
+    /// another connection.
+    pub fn persist(&mut self, alerts: &[Alert]) -> Vec<StoredAlert> {
+        if alerts.is_empty() {
+            return Vec::new();
+        }
+        let before = self.stats.clone();
+        for attempt in 0..2 {
+            match self.try_persist(alerts) {
+                Ok(v) => return v,
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.stats = before.clone();
+                    self.ids.clear();
+                    let conflict = e.to_string().to_ascii_lowercase().contains("conflict");
+                    if attempt == 0 && conflict {
+                        continue;
+                    }
+                    tracing::error!(error = %e, alerts = alerts.len(), "storing alerts failed");
+                    self.stats.failed += alerts.len() as u64;
+                    break;
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn try_persist(&mut self, alerts: &[Alert]) -> duckdb::Result<Vec<StoredAlert>> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let mutes = load_mutes(&self.conn)?;
+        let mut suppressed: HashMap<i64, (u64, i64)> = HashMap::new();
+        // Group repeats within the batch by key, keeping first-occurrence order.
+        let mut order: Vec<Key> = Vec::new();
+        let mut groups: HashMap<Key, Vec<&Alert>> = HashMap::new();
+        for a in alerts {
+            let mac = a.device_mac.map(format_mac);
+            if let Some(m) = mutes.iter().find(|m| m.matches(a, mac.as_deref())) {
+                let e = suppressed.entry(m.id).or_insert((0, a.ts));
+                e.0 += 1;
+                e.1 = e.1.max(a.ts);
+                self.stats.muted += 1;
+                continue;
+            }
+            let key: Key = (a.rule, mac, a.peer.clone());
+            groups
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    order.push(key);
+                    Vec::new()
+                })
+                .push(a);
+        }
+        let mut out = Vec::new();
+        for key in order {
+            let group = &groups[&key];
+            if let Some(s) = self.store_group(&key, group)? {
+                out.push(s);
+            }
+        }
+        for (id, (n, last)) in suppressed {
+            self.conn.execute(
+                "UPDATE alert_mutes SET suppressed = suppressed + ?, last_suppressed = greatest(coalesce(last_suppressed, ?), ?) WHERE id = ?",
+                params![n, ts(last), ts(last), id],
+            )?;
+        }
+        self.conn.execute_batch("COMMIT")?;
+        if self.ids.len() > CACHE_CAP {
+            self.ids.clear();
+        }
+        Ok(out)
+    }
+
+    fn existing(&mut self, key: &Key) -> duckdb::Result<Option<Existing>> {
+        const COLS: &str =
+            "id, epoch_us(last_ts), state, severity, count, coalesce(flow_ids, [])::VARCHAR";
+        let read = |r: &duckdb::Row<'_>| -> duckdb::Result<Existing> {
+            let state: String = r.get(2)?;
+            let sev: String = r.get(3)?;
+            let list: String = r.get(5)?;
+            Ok(Existing {
+                id: r.get(0)?,
+                last_ts: r.get(1)?,
+                state: AlertState::parse(&state).unwrap_or(AlertState::Active),
+                severity: Severity::parse(&sev).unwrap_or(Severity::Info),
+                count: r.get(4)?,
+                flow_ids: parse_list(&list),
+            })
+        };
+        if let Some(id) = self.ids.get(key) {
+            let sql = format!("SELECT {COLS} FROM alerts WHERE id = ?");
+            if let Some(e) = self.conn.query_row(&sql, [id], read).optional()? {
+                return Ok(Some(e));
+            }
+        }
+        let sql = format!(
+            "SELECT {COLS} FROM alerts WHERE rule = ? AND device_mac IS NOT DISTINCT FROM ? \
+             AND peer IS NOT DISTINCT FROM ? ORDER BY last_ts DESC, id DESC LIMIT 1"
+        );
+        let e = self
+            .conn
+            .query_row(&sql, params![key.0, key.1, key.2], read)
+            .optional()?;
+        if let Some(e) = &e {
+            self.ids.insert(key.clone(), e.id);
+        }
+        Ok(e)
+    }
+
+    fn store_group(&mut self, key: &Key, group: &[&Alert]) -> duckdb::Result<Option<StoredAlert>> {
+        let worst = *group
+            .iter()
+            .max_by_key(|a| a.severity)
+            .expect("groups are not empty");
+        let first_ts = group.iter().map(|a| a.ts).min().unwrap_or(worst.ts);
+        let last_ts = group.iter().map(|a| a.ts).max().unwrap_or(worst.ts);
+        let mut flows: Vec<i64> = Vec::new();
+        for a in group {
+            for f in &a.flow_ids {
+                let f = *f as i64;
+                if flows.len() < MAX_STORED_FLOWS && !flows.contains(&f) {
+                    flows.push(f);
+                }
+            }
+        }
+        let n = group.len() as u64;
+        let existing = self.existing(key)?;
+        if let Some(e) = &existing
+            && ONCE_PER_DEVICE.contains(&key.0)
+            && key.1.is_some()
+        {
+            let _ = e;
+            self.stats.repeated_once += n;
+            return Ok(None);
+        }
+        let repeat = existing
+            .filter(|e| e.state != AlertState::Resolved && first_ts <= e.last_ts + self.window);
+        if let Some(e) = repeat {
+            let mut ids = e.flow_ids.clone();
+            for f in flows {
+                if ids.len() >= MAX_STORED_FLOWS {
+                    break;
+                }
+                if !ids.contains(&f) {
+                    ids.push(f);
+                }
+            }
+            let raise = worst.severity > e.severity;
+            let severity = e.severity.max(worst.severity);
+            let sql = format!(
+                "UPDATE alerts SET last_ts = greatest(last_ts, ?), count = count + ?, flow_ids = {}::BIGINT[], \
+                 severity = ?{} WHERE id = ?",
+                list_literal(&ids),
+                if raise {
+                    ", title = ?, explanation = ?"
+                } else {
+                    ""
+                }
+            );
+            if raise {
+                self.conn.execute(
+                    &sql,
+                    params![
+                        ts(last_ts),
+                        n,
+                        severity.as_str(),
+                        worst.title,
+                        worst.explanation,
+                        e.id
+                    ],
+                )?;
+            } else {
+                self.conn
+                    .execute(&sql, params![ts(last_ts), n, severity.as_str(), e.id])?;
+            }
+            self.stats.bumped += n;
+            let mut alert = worst.clone();
+            alert.severity = severity;
+            return Ok(Some(StoredAlert {
+                id: e.id,
+                new: false,
+                count: e.count + n,
+                state: e.state,
+                alert,
+            }));
+        }
+        let first = group[0];
+        let sql = format!(
+            "INSERT INTO alerts (ts, last_ts, rule, severity, state, title, explanation, device_mac, peer, \
+             mitre_technique, count, flow_ids, evidence) \
+             VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, {}::BIGINT[], ?::JSON) RETURNING id",
+            list_literal(&flows)
+        );
+        let evidence = serde_json::to_string(&first.evidence).unwrap_or_else(|_| "null".into());
+        let id: i64 = self.conn.query_row(
+            &sql,
+            params![
+                ts(first_ts),
+                ts(last_ts),
+                first.rule,
+                worst.severity.as_str(),
+                worst.title,
+                worst.explanation,
+                key.1,
+                key.2,
+                first.mitre,
+                n,
+                evidence,
+            ],
+            |r| r.get(0),
+        )?;
+        self.ids.insert(key.clone(), id);
+        self.stats.new += 1;
+        self.stats.bumped += n - 1;
+        *self
+            .stats
+            .new_by_rule
+            .entry(first.rule.to_string())
+            .or_default() += 1;
+        Ok(Some(StoredAlert {
+            id,
+            new: true,
+            count: n,
+            state: AlertState::Active,
+            alert: worst.clone(),
+        }))
+    }
+
+    /// Marks open alerts not repeated for `detect.resolve_after_secs` before packet time
+    /// `now` as resolved; does the work at most once an hour of packet time. Returns how
+    /// many were resolved.
+    pub fn resolve_stale(&mut self, now: i64) -> u64 {
+        if self.resolve_after <= 0 || now == i64::MIN || now < self.last_resolve + 3600 * SEC {
+            return 0;
+        }
+        self.last_resolve = now;
+        match self.conn.execute(
+            "UPDATE alerts SET state = 'resolved' WHERE state IN ('active', 'acknowledged') AND last_ts < ?",
+            params![ts(now - self.resolve_after)],
+        ) {
+            Ok(n) => n as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "resolving stale alerts failed");
+                0
+            }
+        }
+    }
+}
+
+/// Gives `engine` what earlier runs learned: known devices (so `new_device` does not
+/// report them again) and the resolvers and gateways DHCP advertised in the 30 days
+/// before the newest DHCP message.
+pub fn seed_engine(conn: &Connection, engine: &mut super::Engine) -> duckdb::Result<()> {
+    let mut st = conn.prepare("SELECT mac, hostname FROM devices")?;
+    let devices: Vec<super::KnownDevice> = st
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?
+        .filter_map(|r| r.ok())
+        .filter_map(|(mac, hostname)| {
+            Some(super::KnownDevice {
+                mac: super::config::parse_mac(&mac)?,
+                hostname,
+            })
+        })
+        .collect();
+    engine.seed_known_devices(devices);
+    let recent =
+        "msg_type IN ('OFFER', 'ACK') AND ts >= (SELECT max(ts) FROM dhcp) - INTERVAL 30 DAY";
+    let ips = |sql: String| -> duckdb::Result<Vec<std::net::IpAddr>> {
+        let mut st = conn.prepare(&sql)?;
+        let v: Vec<std::net::IpAddr> = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .filter_map(|r| r.ok()?.parse().ok())
+            .collect();
+        Ok(v)
+    };
+    let resolvers = ips(format!(
+        "SELECT DISTINCT s FROM (SELECT unnest(dns_servers) AS s FROM dhcp WHERE {recent}) ORDER BY s LIMIT 16"
+    ))?;
+    let gateways = ips(format!(
+        "SELECT DISTINCT router FROM dhcp WHERE router IS NOT NULL AND {recent} ORDER BY router LIMIT 16"
+    ))?;
+    engine.seed_dhcp(resolvers, gateways);
+    Ok(())
+}
+
+fn load_mutes(conn: &Connection) -> duckdb::Result<Vec<Mute>> {
+    let mut st = conn.prepare(
+        "SELECT id, rule, device_mac, peer, epoch_us(created_at), epoch_us(until), reason, suppressed, \
+         epoch_us(last_suppressed) FROM alert_mutes ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(Mute {
+            id: r.get(0)?,
+            rule: r.get(1)?,
+            device_mac: r.get(2)?,
+            peer: r.get(3)?,
+            created_at: r.get(4)?,
+            until: r.get(5)?,
+            reason: r.get(6)?,
+            suppressed: r.get(7)?,
+            last_suppressed: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn set_state(conn: &Connection, id: i64, state: AlertState) -> Result<(), LifecycleError> {
+    let n = conn.execute(
+        "UPDATE alerts SET state = ? WHERE id = ?",
+        params![state.as_str(), id],
+    )?;
+    if n == 0 {
+        return Err(LifecycleError::UnknownAlert(id));
+    }
+    Ok(())
+}
+
+/// Marks an alert as seen; it stays open (and in the risk score, at half weight).
+pub fn acknowledge(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
+    set_state(conn, id, AlertState::Acknowledged)
+}
+
+/// Marks an alert as not a problem; repeats within the dedup window do not reopen it.
+pub fn dismiss(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
+    set_state(conn, id, AlertState::Dismissed)
+}
+
+/// Marks an alert as over; a repeat opens a new alert.
+pub fn resolve(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
+    set_state(conn, id, AlertState::Resolved)
+}
+
+/// Back to `active` (e.g. a dismissal made by mistake).
+pub fn reopen(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
+    set_state(conn, id, AlertState::Active)
+}
+
+/// Mutes `rule` for `device` and `peer` (None: any) until packet time `until` (µs;
+/// None: until unmuted). Returns the mute's id.
+pub fn mute(
+    conn: &Connection,
+    rule: &str,
+    device: Option<[u8; 6]>,
+    peer: Option<&str>,
+    until: Option<i64>,
+    reason: Option<&str>,
+) -> Result<i64, LifecycleError> {
+    if !RULE_IDS.contains(&rule) {
+        return Err(LifecycleError::UnknownRule(rule.to_string()));
+    }
+    let id = conn.query_row(
+        "INSERT INTO alert_mutes (rule, device_mac, peer, created_at, until, reason) \
+         VALUES (?, ?, ?, now()::TIMESTAMP, ?, ?) RETURNING id",
+        params![
+            rule,
+            device.map(format_mac),
+            peer,
+            until.map(ts).unwrap_or(Value::Null),
+            reason
+        ],
+        |r| r.get(0),
+    )?;
+    Ok(id)
+}
+
+/// Every mute, expired ones included (they no longer match anything).
+pub fn list_mutes(conn: &Connection) -> Result<Vec<Mute>, LifecycleError> {
+    Ok(load_mutes(conn)?)
+}
+
+pub fn unmute(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
+    let n = conn.execute("DELETE FROM alert_mutes WHERE id = ?", params![id])?;
+    if n == 0 {
+        return Err(LifecycleError::UnknownMute(id));
+    }
+    Ok(())
+}
+
+/// The risk score of one device (0 when it has no open alerts), from the view
+/// `device_risk`.
+pub fn device_risk(conn: &Connection, mac: [u8; 6]) -> Result<RiskScore, LifecycleError> {
+    let m = format_mac(mac);
+    let r = conn
+        .query_row(
+            "SELECT score, open_alerts, serious_alerts FROM device_risk WHERE mac = ?",
+            params![m],
+            |r| {
+                Ok(RiskScore {
+                    mac: m.clone(),
+                    score: r.get::<_, i64>(0)? as u32,
+                    open_alerts: r.get(1)?,
+                    serious_alerts: r.get(2)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(r.unwrap_or(RiskScore {
+        mac: m,
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use crate::store::Store;
+
+    fn setup() -> (Store, Lifecycle) {
+        let store = Store::open_in_memory().unwrap();
+        let lc = Lifecycle::new(store.connection().unwrap(), &DetectConfig::default());
+        (store, lc)
+    }
+
+    fn alert(ts: i64, rule: &'static str, sev: Severity, peer: &str, flow: u64) -> Alert {
+        Alert::new(ts, rule, sev, format!("{rule} {sev:?}"))
+            .explain("because")
+            .device(Some(DEV_MAC))
+            .peer(peer)
+            .mitre("T1046")
+            .flows([flow])
+            .evidence(serde_json::json!({"n": 1}))
+    }
+
+    fn row(store: &Store, id: i64) -> (String, u64, String, String, Vec<i64>) {
+        let c = store.connection().unwrap();
+        c.query_row(
+            "SELECT state, count, severity, strftime(last_ts, '%H:%M:%S'), flow_ids::VARCHAR FROM alerts WHERE id = ?",
+            [id],
+            |r| {
+                let l: String = r.get(4)?;
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, parse_list(&l)))
+            },
+        )
+        .unwrap()
+    }
+
+    fn count(store: &Store) -> i64 {
+        store
+            .connection()
+            .unwrap()
+            .query_row("SELECT count(*) FROM alerts", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn repeats_within_the_window_bump_and_after_it_open_anew() {
+        let (store, mut lc) = setup();
+        let s = lc.persist(&[alert(T0, "port_scan", Severity::Medium, "10.0.0.1", 1)]);
+        assert_eq!((s.len(), s[0].new, s[0].count), (1, true, 1));
+        let id = s[0].id;
+        // Same key twice in one batch, 30 min later, one more severe.
+        let s = lc.persist(&[
+            alert(
+                T0 + 1800 * SEC,
+                "port_scan",
+                Severity::Medium,
+                "10.0.0.1",
+                2,
+            ),
+            alert(T0 + 1801 * SEC, "port_scan", Severity::High, "10.0.0.1", 3),
+        ]);
+        assert_eq!((s.len(), s[0].id, s[0].new, s[0].count), (1, id, false, 3));
+        assert_eq!(
+            row(&store, id),
+            (
+                "active".into(),
+                3,
+                "high".into(),
+                "22:43:21".into(),
+                vec![1, 2, 3]
+            )
+        );
+        // Another peer is another alert.
+        let s = lc.persist(&[alert(
+            T0 + 1802 * SEC,
+            "port_scan",
+            Severity::Medium,
+            "10.0.0.2",
+            4,
+        )]);
+        assert!(s[0].new && s[0].id != id);
+        // More than an hour after the last occurrence: a new alert.
+        let s = lc.persist(&[alert(
+            T0 + 1801 * SEC + 3601 * SEC,
+            "port_scan",
+            Severity::Low,
+            "10.0.0.1",
+            5,
+        )]);
+        assert!(s[0].new && s[0].id != id);
+        assert_eq!(count(&store), 3);
+        assert_eq!(lc.stats.new, 3);
+        assert_eq!(lc.stats.bumped, 2);
+        assert_eq!(lc.stats.new_by_rule["port_scan"], 3);
+    }
+
+    #[test]
+    fn flow_ids_are_bounded() {
+        let (store, mut lc) = setup();
+        let batch: Vec<Alert> = (0..150)
+            .map(|i| alert(T0 + i * SEC, "flood", Severity::High, "x", i as u64))
+            .collect();
+        let s = lc.persist(&batch);
+        assert_eq!(s[0].count, 150);
+        assert_eq!(row(&store, s[0].id).4.len(), MAX_STORED_FLOWS);
+    }
+
+    #[test]
+    fn acknowledged_and_dismissed_stay_so_resolved_reopens() {
+        let (store, mut lc) = setup();
+        let conn = store.connection().unwrap();
+        let a = lc.persist(&[alert(T0, "dga", Severity::High, "p", 1)])[0].id;
+        acknowledge(&conn, a).unwrap();
+        let s = lc.persist(&[alert(T0 + SEC, "dga", Severity::High, "p", 2)]);
+        assert_eq!((s[0].id, s[0].state), (a, AlertState::Acknowledged));
+        dismiss(&conn, a).unwrap();
+        lc.persist(&[alert(T0 + 2 * SEC, "dga", Severity::High, "p", 3)]);
+        assert_eq!(row(&store, a).0, "dismissed");
+        assert_eq!(row(&store, a).1, 3);
+        resolve(&conn, a).unwrap();
+        let s = lc.persist(&[alert(T0 + 3 * SEC, "dga", Severity::High, "p", 4)]);
+        assert!(s[0].new && s[0].id != a);
+        // Unknown ids are errors that say so.
+        let e = acknowledge(&conn, 9999).unwrap_err();
+        assert!(matches!(e, LifecycleError::UnknownAlert(9999)), "{e}");
+        assert_eq!(e.to_string(), "no alert with id 9999");
+        assert!(dismiss(&conn, 12345).is_err());
+        reopen(&conn, a).unwrap();
+        assert_eq!(row(&store, a).0, "active");
+    }
+
+    #[test]
+    fn mutes_with_wildcards_and_expiry() {
+        let (store, mut lc) = setup();
+        let conn = store.connection().unwrap();
+        // Any peer, this device, until T0 + 1 h.
+        let m = mute(
+            &conn,
+            "beaconing",
+            Some(DEV_MAC),
+            None,
+            Some(T0 + 3600 * SEC),
+            Some("NAS backup"),
+        )
+        .unwrap();
+        let s = lc.persist(&[
+            alert(T0, "beaconing", Severity::Medium, "1.2.3.4", 1),
+            alert(T0 + 10 * SEC, "beaconing", Severity::Medium, "5.6.7.8", 2),
+            alert(T0, "dga", Severity::High, "1.2.3.4", 3),
+        ]);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].alert.rule, "dga");
+        assert_eq!(lc.stats.muted, 2);
+        let mutes = list_mutes(&conn).unwrap();
+        assert_eq!(mutes.len(), 1);
+        assert_eq!((mutes[0].id, mutes[0].suppressed), (m, 2));
+        assert_eq!(mutes[0].device_mac.as_deref(), Some("b8:27:eb:11:22:33"));
+        assert_eq!(mutes[0].reason.as_deref(), Some("NAS backup"));
+        // After the expiry, the rule reports again.
+        let s = lc.persist(&[alert(
+            T0 + 3601 * SEC,
+            "beaconing",
+            Severity::Medium,
+            "1.2.3.4",
+            4,
+        )]);
+        assert_eq!(s.len(), 1);
+        // Unmuted: mutes gone; unknown ids and rules are errors.
+        let m2 = mute(&conn, "beaconing", None, Some("9.9.9.9"), None, None).unwrap();
+        unmute(&conn, m).unwrap();
+        assert!(matches!(
+            unmute(&conn, m),
+            Err(LifecycleError::UnknownMute(_))
+        ));
+        assert_eq!(list_mutes(&conn).unwrap()[0].id, m2);
+        let e = mute(&conn, "port-scan", None, None, None, None).unwrap_err();
+        assert!(e.to_string().contains("port-scan"), "{e}");
+        let s = lc.persist(&[alert(
+            T0 + 9000 * SEC,
+            "beaconing",
+            Severity::Medium,
+            "9.9.9.9",
+            5,
+        )]);
+        assert!(s.is_empty(), "any device, this peer");
+    }
+
+    #[test]
+    fn new_device_is_once_per_device() {
+        let (store, mut lc) = setup();
+        let conn = store.connection().unwrap();
+        let nd = |ts| Alert::new(ts, "new_device", Severity::Low, "new").device(Some(DEV_MAC));
+        let a = lc.persist(&[nd(T0)])[0].id;
+        resolve(&conn, a).unwrap();
+        assert!(lc.persist(&[nd(T0 + 30 * 86_400 * SEC)]).is_empty());
+        assert_eq!(count(&store), 1);
+        assert_eq!(lc.stats.repeated_once, 1);
+    }
+
+    #[test]
+    fn risk_score_formula_and_view_agree() {
+        let (store, mut lc) = setup();
+        let conn = store.connection().unwrap();
+        assert_eq!(device_risk(&conn, DEV_MAC).unwrap().score, 0);
+        let ids: Vec<i64> = [
+            ("port_scan", Severity::High),
+            ("dga", Severity::Medium),
+            ("dns_bypass", Severity::Low),
+            ("new_device", Severity::Info),
+            ("flood", Severity::Critical),
+        ]
+        .iter()
+        .map(|(r, s)| lc.persist(&[alert(T0, r, *s, "p", 1)])[0].id)
+        .collect();
+        acknowledge(&conn, ids[0]).unwrap(); // high, acknowledged: 7.5
+        dismiss(&conn, ids[4]).unwrap(); // critical, dismissed: 0
+        let expect = risk_score(&[
+            (Severity::High, AlertState::Acknowledged),
+            (Severity::Medium, AlertState::Active),
+            (Severity::Low, AlertState::Active),
+            (Severity::Info, AlertState::Active),
+            (Severity::Critical, AlertState::Dismissed),
+        ]);
+        assert_eq!(expect, 14); // 7.5 + 5 + 1 + 0 = 13.5, rounded half away from zero
+        let r = device_risk(&conn, DEV_MAC).unwrap();
+        assert_eq!((r.score, r.open_alerts, r.serious_alerts), (expect, 4, 1));
+        assert_eq!(
+            risk_score(&[(Severity::Critical, AlertState::Active); 5]),
+            100
+        );
+    }
+
+    #[test]
+    fn stale_alerts_resolve_by_packet_time() {
+        let (store, mut lc) = setup();
+        let a = lc.persist(&[alert(T0, "dga", Severity::High, "p", 1)])[0].id;
+        let b = lc.persist(&[alert(T0 + 6 * 86_400 * SEC, "dga", Severity::High, "q", 1)])[0].id;
+        assert_eq!(lc.resolve_stale(T0 + 13 * 86_400 * SEC - 3600 * SEC), 1);
+        assert_eq!(row(&store, a).0, "resolved");
+        assert_eq!(row(&store, b).0, "active");
+        // At most once an hour of packet time.
+        assert_eq!(lc.resolve_stale(T0 + 13 * 86_400 * SEC), 0);
+    }
+}

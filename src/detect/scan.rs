@@ -1,0 +1,389 @@
+//! `port_scan` (vertical: many ports of one host) and `host_scan` (horizontal: many
+//! hosts), from the outcome of each flow.
+//!
+//! A *probe* is a connection attempt that exchanged no data: TCP half-open (`S0`),
+//! rejected (`REJ`), SYN-scan style (`SYN, SYN-ACK, RST`), connect-and-close, and
+//! stealth scans (NULL/FIN/Xmas: no SYN and no ACK from the originator); a UDP packet
+//! nobody answered (vertical only: unanswered UDP to many hosts is normal for P2P and
+//! blocked QUIC); an ICMP echo request (horizontal only: ping sweeps). Counted per
+//! source address in a window.
+//!
+//! Severity: from the internet into the home → high; a home device sweeping internet
+//! hosts on a system port (< 1024) or a high-risk port → high (a worm or botnet
+//! looking for victims), on other ports → low (P2P clients do this); a vertical scan by
+//! a home device → medium; a home device sweeping the home network → medium when it
+//! probes several ports (a scanner), low for one port (apps discovering cast targets,
+//! printers or cameras do this).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use super::{Alert, Ctx, DetectConfig, Rule, SEC, Severity, Tracked, who};
+use crate::event::Event;
+use crate::flow::FlowRecord;
+
+/// (host, service) pairs remembered per source and window.
+const MAX_PAIRS: usize = 8192;
+const ICMP: u32 = 1 << 16;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Tcp,
+    Udp,
+    Ping,
+}
+
+/// What kind of probe a flow is, if any.
+fn probe(f: &FlowRecord) -> Option<Probe> {
+    match f.proto {
+        6 if f.orig.payload_bytes == 0
+            && f.resp.payload_bytes == 0
+            && (f.orig.syn > 0 || f.orig.ack == 0) =>
+        {
+            Some(Probe::Tcp)
+        }
+        17 if f.resp.pkts == 0 && f.orig.pkts <= 3 => Some(Probe::Udp),
+        1 if f.orig_port == 8 => Some(Probe::Ping),
+        58 if f.orig_port == 128 => Some(Probe::Ping),
+        _ => None,
+    }
+}
+
+#[derive(Default)]
+struct Source {
+    start: i64,
+    mac: Option<[u8; 6]>,
+    /// host → services probed (proto << 16 | port; ICMP for pings).
+    hosts: HashMap<IpAddr, HashSet<u32>>,
+    pairs: usize,
+    flows: Vec<u64>,
+    vertical_done: HashSet<IpAddr>,
+    horizontal_done: bool,
+}
+
+pub struct Scan {
+    sources: Tracked<IpAddr, Source>,
+    vertical: bool,
+    horizontal: bool,
+}
+
+fn service_text(s: u32) -> String {
+    match s >> 16 {
+        _ if s == ICMP => "icmp".into(),
+        6 => format!("tcp/{}", s & 0xffff),
+        17 => format!("udp/{}", s & 0xffff),
+        p => format!("{p}/{}", s & 0xffff),
+    }
+}
+
+impl Scan {
+    pub fn new(cfg: &DetectConfig) -> Self {
+        Scan {
+            sources: Tracked::new(cfg.max_tracked),
+            vertical: cfg.port_scan.enabled,
+            horizontal: cfg.host_scan.enabled,
+        }
+    }
+}
+
+impl Rule for Scan {
+    fn ids(&self) -> &'static [&'static str] {
+        &["port_scan", "host_scan"]
+    }
+
+    fn on_event(&mut self, ctx: &Ctx, ev: &Event, out: &mut Vec<Alert>) {
+        let Event::Flow(f) = ev else { return };
+        if !f.is_final {
+            return; // a probe is short; only its final record counts
+        }
+        let Some(kind) = probe(f) else { return };
+        let (src, dst) = (f.orig_addr, f.resp_addr);
+        let (src_local, dst_local) = (ctx.is_local(src), ctx.is_local(dst));
+        if !(src_local || dst_local) || super::is_special(dst) {
+            return;
+        }
+        let cfg = &ctx.cfg;
+        let window = cfg.port_scan.window_secs.max(cfg.host_scan.window_secs) as i64 * SEC;
+        let s = self.sources.touch(&src, f.first_ts, Source::default);
+        if s.hosts.is_empty() || f.first_ts >= s.start + window || f.first_ts < s.start - window {
+            *s = Source {
+                start: f.first_ts,
+                ..Default::default()
+            };
+        }
+        if src_local && f.orig_mac.is_some() {
+            s.mac = f.orig_mac;
+        }
+        let service = if kind == Probe::Ping {
+            ICMP
+        } else {
+            (f.proto as u32) << 16 | f.resp_port as u32
+        };
+        if s.pairs >= MAX_PAIRS && !s.hosts.get(&dst).is_some_and(|h| h.contains(&service)) {
+            return;
+        }
+        if s.hosts.entry(dst).or_default().insert(service) {
+            s.pairs += 1;
+        }
+        if s.flows.len() < super::alert::MAX_ALERT_FLOWS {
+            s.flows.push(f.id);
+        }
+        let scanner = who(src, s.mac);
+
+        // Vertical: ports of this host (TCP and UDP probes).
+        if self.vertical && kind != Probe::Ping && !s.vertical_done.contains(&dst) {
+            let ports: Vec<u32> = s.hosts[&dst]
+                .iter()
+                .copied()
+                .filter(|&x| x != ICMP)
+                .collect();
+            if ports.len() >= cfg.port_scan.min_ports {
+                s.vertical_done.insert(dst);
+                let (sev, device, peer) = if !src_local {
+                    (Severity::High, f.resp_mac, src)
+                } else {
+                    (Severity::Medium, s.mac, dst)
+                };
+                let mut sample: Vec<String> = ports.iter().map(|&p| service_text(p)).collect();
+                sample.sort();
+                sample.truncate(30);
+                let target = who(dst, if dst_local { f.resp_mac } else { None });
+                out.push(
+                    Alert::new(f.first_ts, "port_scan", sev, format!("Port scan of {target} by {scanner}"))
+                        .explain(format!(
+                            "{scanner} probed {} ports of {target} within {} s without exchanging data (half-open, \
+                             rejected or unanswered connections). This is how attackers map services to attack. \
+                             If nobody ran a scanner (nmap, a security app) on purpose, investigate {}.",
+                            ports.len(),
+                            cfg.port_scan.window_secs,
+                            if src_local { "the scanning device" } else { "why the router lets it in" }
+                        ))
+                        .device(device)
+                        .peer(peer.to_string())
+                        .mitre("T1046")
+                        .flows(s.flows.iter().copied())
+                        .evidence(json!({
+                            "scanner": src.to_string(), "target": dst.to_string(), "ports": ports.len(),
+                            "sample": sample, "window_secs": cfg.port_scan.window_secs,
+                        })),
+                );
+            }
+        }
+
+        // Horizontal: hosts probed over TCP or ICMP.
+        if self.horizontal && kind != Probe::Udp && !s.horizontal_done {
+            let mut per_service: HashMap<u32, usize> = HashMap::new();
+            let mut hosts = 0;
+            for svcs in s.hosts.values() {
+                let mut counted = false;
+                for &x in svcs.iter().filter(|&&x| x == ICMP || x >> 16 == 6) {
+                    *per_service.entry(x).or_default() += 1;
+                    counted = true;
+                }
+                hosts += counted as usize;
+            }
+            if hosts >= cfg.host_scan.min_hosts {
+                s.horizontal_done = true;
+                let (top, top_n) = per_service
+                    .iter()
+                    .max_by_key(|(svc, n)| (**n, std::cmp::Reverse(**svc)))
+                    .map(|(s, n)| (*s, *n))
+                    .unwrap_or((ICMP, 0));
+                let swept = per_service.values().filter(|&&n| n >= 5).count();
+                let top_port = (top & 0xffff) as u16;
+                let (sev, device, peer) = if !src_local {
+                    (Severity::High, None, src.to_string())
+                } else if !dst_local {
+                    let sev = if top == ICMP {
+                        Severity::Medium
+                    } else if top_port < 1024 || cfg.high_risk_ports.contains(&top_port) {
+                        Severity::High
+                    } else {
+                        Severity::Low
+                    };
+                    (sev, s.mac, service_text(top))
+                } else {
+                    let sev = if swept >= 3 {
+                        Severity::Medium
+                    } else {
+                        Severity::Low
+                    };
+                    (sev, s.mac, service_text(top))
+                };
+                let mut services: Vec<String> =
+                    per_service.keys().map(|&x| service_text(x)).collect();
+                services.sort();
+                services.truncate(20);
+                let where_ = if dst_local {
+                    "on the home network"
+                } else {
+                    "on the internet"
+                };
+                out.push(
+                    Alert::new(f.first_ts, "host_scan", sev, format!("{scanner} swept {hosts} hosts {where_}"))
+                        .explain(format!(
+                            "{scanner} probed {hosts} different hosts {where_} within {} s, mostly on {} ({top_n} \
+                             hosts), without exchanging data. {}",
+                            cfg.host_scan.window_secs,
+                            service_text(top),
+                            if !src_local {
+                                "Someone on the internet is mapping the home network: check the router's port forwards and DMZ."
+                            } else if !dst_local {
+                                "A device probing random internet hosts on one service is typical of a botnet infection."
+                            } else {
+                                "Network scanners and some discovery apps do this; an unexpected one may be malware looking for its next victim."
+                            }
+                        ))
+                        .device(device)
+                        .peer(peer)
+                        .mitre(if top == ICMP { "T1018" } else { "T1046" })
+                        .flows(s.flows.iter().copied())
+                        .evidence(json!({
+                            "scanner": src.to_string(), "hosts": hosts, "services": services,
+                            "top_service": service_text(top), "top_service_hosts": top_n,
+                            "window_secs": cfg.host_scan.window_secs,
+                        })),
+                );
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &Ctx, now: i64, _out: &mut Vec<Alert>) {
+        let w = ctx
+            .cfg
+            .port_scan
+            .window_secs
+            .max(ctx.cfg.host_scan.window_secs) as i64
+            * SEC;
+        // Probes arrive when their flow ends (an unanswered SYN after the SYN timeout).
+        self.sources.prune(now - 2 * w - 300 * SEC);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    fn rule() -> Scan {
+        Scan::new(&DetectConfig::default())
+    }
+
+    #[test]
+    fn vertical_scan_of_a_lan_host() {
+        let mut ctx = ctx();
+        let evs: Vec<_> = (0..30u16)
+            .map(|p| {
+                let f = FlowB::tcp(ATT_IP, 40000, DEV_IP, 1000 + p).at(T0 + p as i64 * 10_000);
+                if p % 2 == 0 { f.rej() } else { f.s0() }.ev()
+            })
+            .collect();
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["port_scan"]);
+        assert_eq!(a[0].severity, Severity::Medium);
+        assert_eq!(a[0].device_mac, Some(ATT_MAC));
+        assert_eq!(a[0].peer.as_deref(), Some("192.168.1.10"));
+        assert_eq!(
+            a[0].evidence["ports"], 25,
+            "reported when the threshold is reached"
+        );
+    }
+
+    #[test]
+    fn syn_scan_of_open_ports_counts_and_inbound_is_high() {
+        let mut ctx = ctx();
+        let evs: Vec<_> = (0..25u16)
+            .map(|p| {
+                // SYN, SYN-ACK, RST from the scanner: no payload.
+                let mut f = FlowB::tcp(WAN_IP, 40000, DEV_IP, 20 + p)
+                    .state("RSTO", "ShR")
+                    .orig(2, 114, 0)
+                    .resp(1, 60, 0);
+                f.0.orig.syn = 1;
+                f.ev()
+            })
+            .collect();
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["port_scan"]);
+        assert_eq!(a[0].severity, Severity::High);
+        assert_eq!(a[0].device_mac, Some(DEV_MAC));
+        assert_eq!(a[0].peer.as_deref(), Some("93.184.216.34"));
+    }
+
+    #[test]
+    fn telnet_sweep_of_the_internet_is_high() {
+        let mut ctx = ctx();
+        let evs: Vec<_> = (0..30u8)
+            .map(|i| {
+                FlowB::tcp(DEV_IP, 40000 + i as u16, ip(&format!("45.33.{i}.7")), 23)
+                    .s0()
+                    .ev()
+            })
+            .collect();
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["host_scan"]);
+        assert_eq!(
+            (a[0].severity, a[0].peer.as_deref()),
+            (Severity::High, Some("tcp/23"))
+        );
+    }
+
+    #[test]
+    fn lan_ping_sweep_is_low_multi_port_sweep_medium() {
+        let mut ctx = ctx();
+        let evs: Vec<_> = (2..40u8)
+            .map(|i| {
+                FlowB::ping(DEV_IP, ip(&format!("192.168.1.{}", 100 + i)))
+                    .resp(0, 0, 0)
+                    .ev()
+            })
+            .collect();
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["host_scan"]);
+        assert_eq!((a[0].severity, a[0].mitre), (Severity::Low, Some("T1018")));
+
+        let mut ctx = super::super::testutil::ctx();
+        let mut evs = Vec::new();
+        for i in 2..30u8 {
+            for port in [22, 80, 443] {
+                evs.push(
+                    FlowB::tcp(ATT_IP, 40000, ip(&format!("192.168.1.{}", 100 + i)), port)
+                        .rej()
+                        .ev(),
+                );
+            }
+        }
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["host_scan"]);
+        assert_eq!(a[0].severity, Severity::Medium);
+    }
+
+    #[test]
+    fn normal_connections_p2p_udp_and_spread_out_attempts_are_quiet() {
+        let mut ctx = ctx();
+        let mut evs = Vec::new();
+        for i in 0..60u16 {
+            // Ordinary connections with data.
+            evs.push(FlowB::tcp(DEV_IP, 40000 + i, WAN_IP, 443).ev());
+            // Unanswered UDP to many internet hosts (P2P, blocked QUIC).
+            evs.push(
+                FlowB::udp(DEV_IP, 6881, ip(&format!("81.2.{}.9", i)), 443)
+                    .resp(0, 0, 0)
+                    .orig(1, 1200, 1160)
+                    .ev(),
+            );
+        }
+        // A few failures to one host, each in its own window.
+        for i in 0..40i64 {
+            evs.push(
+                FlowB::tcp(DEV_IP, 40000, DEV2_IP, 8000 + i as u16)
+                    .at(T0 + i * 400 * SEC)
+                    .s0()
+                    .ev(),
+            );
+        }
+        assert!(run_rule(&mut rule(), &mut ctx, &evs).is_empty());
+    }
+}
