@@ -28,6 +28,9 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub api: ApiConfig,
     pub logging: LoggingConfig,
+    pub export: ExportConfig,
+    pub retention: RetentionConfig,
+    pub sql: SqlConfig,
     /// Detection rules and the alert lifecycle (`[detect]`, see `detect/config.rs`).
     pub detect: crate::detect::DetectConfig,
     /// Anomaly models (`[ml]`): feature tables, scoring, `anomaly` alerts.
@@ -226,6 +229,94 @@ impl Default for LoggingConfig {
     }
 }
 
+/// Exports (`netguardian export`, `POST /api/exports`, scheduled exports).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Where API export jobs write, one folder per job. Empty: `<state_dir>/exports`.
+    pub dir: Option<PathBuf>,
+    /// age X25519 recipients (`age1...`): encrypted exports are readable by each.
+    pub recipients: Vec<String>,
+    /// Passphrase for encrypted exports (age scrypt), used when `recipients` is empty.
+    pub passphrase: Option<String>,
+    /// Exports run by `serve` once a day.
+    pub scheduled: Vec<ScheduledExport>,
+}
+
+/// One daily export of the previous UTC day, e.g. nightly Parquet to a USB disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduledExport {
+    /// Destination folder; each day goes to `<dir>/<YYYY-MM-DD>/`.
+    pub dir: PathBuf,
+    /// `parquet`, `csv`, `json` or `duckdb`.
+    pub format: String,
+    /// Tables to export; empty: every exportable table.
+    pub tables: Vec<String>,
+    /// Time of day (UTC, `HH:MM`) after which the previous day is exported.
+    pub at: String,
+    /// Encrypt with `export.recipients` / `export.passphrase`.
+    pub encrypt: bool,
+}
+
+impl Default for ScheduledExport {
+    fn default() -> Self {
+        ScheduledExport {
+            dir: PathBuf::new(),
+            format: "parquet".into(),
+            tables: Vec::new(),
+            at: "02:00".into(),
+            encrypt: false,
+        }
+    }
+}
+
+/// Deleting old rows in the background (`serve`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days to keep, per table (`flows`, `dns`, `tls`, `http`, `dhcp`, `names`,
+    /// `capture_stats`, `alerts`); tables not listed keep `default_days`.
+    pub days: std::collections::BTreeMap<String, u32>,
+    /// Days to keep for tables not in `days`; 0 keeps them forever.
+    pub default_days: u32,
+    /// Cap on the database's used size in MiB; beyond it the oldest days of every
+    /// event table are deleted. 0: no cap.
+    pub max_db_mib: u64,
+    /// How often retention runs, seconds.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            days: Default::default(),
+            default_days: 0,
+            max_db_mib: 0,
+            interval_secs: 3600,
+        }
+    }
+}
+
+/// Read-only SQL (`POST /api/sql`, `netguardian sql`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlConfig {
+    /// A statement running longer is interrupted, seconds.
+    pub timeout_secs: f64,
+    /// At most this many rows are returned (the rest is cut, and the answer says so).
+    pub max_rows: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            timeout_secs: 10.0,
+            max_rows: 10_000,
+        }
+    }
+}
+
 /// A configuration problem, with the key and source when known.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -329,6 +420,61 @@ impl Config {
                 LEVELS.join(", ")
             )));
         }
+        if !(self.sql.timeout_secs.is_finite() && self.sql.timeout_secs > 0.0) {
+            return Err(ConfigError(format!(
+                "sql.timeout_secs must be a positive number of seconds, got {}",
+                self.sql.timeout_secs
+            )));
+        }
+        if self.sql.max_rows == 0 {
+            return Err(ConfigError("sql.max_rows must be at least 1".into()));
+        }
+        for t in self.retention.days.keys() {
+            if !crate::store::retention::TABLES
+                .iter()
+                .any(|(n, _)| *n == t.as_str())
+            {
+                return Err(ConfigError(format!(
+                    "retention.days.{t}: no such table with retention (tables: {})",
+                    crate::store::retention::TABLES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        if self.retention.interval_secs == 0 {
+            return Err(ConfigError(
+                "retention.interval_secs must be at least 1".into(),
+            ));
+        }
+        for r in &self.export.recipients {
+            crate::store::export::parse_recipient(r)
+                .map_err(|e| ConfigError(format!("export.recipients: {e}")))?;
+        }
+        if self.export.passphrase.as_deref() == Some("") {
+            return Err(ConfigError(
+                "export.passphrase is empty; remove it or set a passphrase".into(),
+            ));
+        }
+        for (i, s) in self.export.scheduled.iter().enumerate() {
+            let key = format!("export.scheduled[{i}]");
+            if s.dir.as_os_str().is_empty() {
+                return Err(ConfigError(format!("{key}.dir is required")));
+            }
+            crate::store::export::Format::parse(&s.format)
+                .map_err(|e| ConfigError(format!("{key}.format: {e}")))?;
+            crate::store::export::check_tables(&s.tables)
+                .map_err(|e| ConfigError(format!("{key}.tables: {e}")))?;
+            crate::store::export::parse_time_of_day(&s.at)
+                .map_err(|e| ConfigError(format!("{key}.at: {e}")))?;
+            if s.encrypt && self.export.recipients.is_empty() && self.export.passphrase.is_none() {
+                return Err(ConfigError(format!(
+                    "{key}.encrypt needs export.recipients or export.passphrase"
+                )));
+            }
+        }
         self.detect.validate()?;
         let ml = &self.ml;
         if !(1..=65_536).contains(&ml.batch_size) {
@@ -353,6 +499,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Where API export jobs write: `export.dir`, else `<state_dir>/exports`.
+    pub fn export_dir(&self) -> PathBuf {
+        self.export
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("exports"))
     }
 
     /// Where the database, the API token and models in use live: `state_dir`, else

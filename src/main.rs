@@ -1,5 +1,5 @@
 //! The `netguardian` command line: `analyze` capture files into a database, `capture`
-//! from a live interface. (The API server, `serve`, builds on the same pipeline.)
+//! from a live interface, `serve` the API, query with `sql`, write files with `export`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +69,56 @@ enum Cmd {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Run one read-only SQL statement (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE, EXPLAIN)
+    /// and print the result. The database cannot read or write other files meanwhile.
+    Sql {
+        /// The statement.
+        statement: String,
+        /// Database file (default: <state_dir>/netguardian.duckdb). Opened read-only; a
+        /// database the service has open is queried through `POST /api/sql` instead.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// json, csv or parquet (parquet needs --out).
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Write the result to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Row limit (default: sql.max_rows).
+        #[arg(long)]
+        max_rows: Option<usize>,
+        /// Time limit in seconds (default: sql.timeout_secs).
+        #[arg(long)]
+        timeout_secs: Option<f64>,
+    },
+    /// Export tables to Parquet (partitioned by table and day), CSV, JSON or a DuckDB
+    /// file, with a manifest; optionally encrypted with age.
+    Export {
+        /// parquet, csv, json or duckdb.
+        #[arg(long)]
+        format: String,
+        /// Tables, comma-separated (default: every exportable table).
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// Rows at or after this time (2026-11-23, "2026-11-23 10:00:00" UTC, or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Rows before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output folder (created; must be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Database file (default: <state_dir>/netguardian.duckdb), opened read-only.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Encrypt every file with age to this X25519 recipient (age1...; repeatable).
+        #[arg(long)]
+        recipient: Vec<String>,
+        /// Encrypt with export.recipients / export.passphrase from the configuration.
+        #[arg(long)]
+        encrypt: bool,
+    },
     /// Print the API bearer token (created by the first `serve`).
     Token,
     /// Print the OpenAPI document of the API.
@@ -115,6 +165,26 @@ fn main() -> ExitCode {
             netguardian::service::serve(cfg, netguardian::service::ServeOptions { pcap, db })
                 .map(|()| ExitCode::SUCCESS)
         }
+        Cmd::Sql {
+            statement,
+            db,
+            format,
+            out,
+            max_rows,
+            timeout_secs,
+        } => sql(&cfg, statement, db, format, out, max_rows, timeout_secs),
+        Cmd::Export {
+            format,
+            tables,
+            since,
+            until,
+            out,
+            db,
+            recipient,
+            encrypt,
+        } => export(
+            &cfg, format, tables, since, until, out, db, recipient, encrypt,
+        ),
         Cmd::Token => {
             let p = netguardian::service::token::path(&cfg.state_dir());
             match netguardian::service::token::read(&p) {
@@ -209,6 +279,171 @@ fn analyze(
     if summary.packets == 0 && !summary.errors.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bad argument: exit 2 like clap's own usage errors, with the reason.
+fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("netguardian: {msg}");
+    Ok(ExitCode::from(2))
+}
+
+fn sql(
+    cfg: &Config,
+    statement: String,
+    db: Option<PathBuf>,
+    format: String,
+    out: Option<PathBuf>,
+    max_rows: Option<usize>,
+    timeout_secs: Option<f64>,
+) -> anyhow::Result<ExitCode> {
+    use netguardian::store::sql::{self, Body, Limits, OutputFormat, SqlError};
+    let format = match OutputFormat::parse(&format) {
+        Ok(f) => f,
+        Err(e) => return usage(e),
+    };
+    if format == OutputFormat::Parquet && out.is_none() {
+        return usage("--format parquet needs --out FILE");
+    }
+    let timeout = timeout_secs.unwrap_or(cfg.sql.timeout_secs);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return usage(format!("--timeout-secs must be positive, got {timeout}"));
+    }
+    if max_rows == Some(0) {
+        return usage("--max-rows must be at least 1");
+    }
+    let db = db.unwrap_or_else(|| netguardian::service::db_path(cfg));
+    let store = Store::open_read_only(&db)?;
+    store.restrict(&[])?;
+    let conn = store.connection()?;
+    let limits = Limits {
+        timeout: Duration::from_secs_f64(timeout),
+        max_rows: max_rows.unwrap_or(cfg.sql.max_rows),
+    };
+    let res = match sql::run(&conn, &statement, format, limits, &store.scratch_dir()) {
+        Ok(r) => r,
+        Err(e @ (SqlError::Rejected(_) | SqlError::Failed(_) | SqlError::Timeout(_))) => {
+            eprintln!("netguardian: statement refused: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = match res.body {
+        Body::Json(rows) => {
+            let v = serde_json::json!({
+                "columns": res.columns,
+                "rows": rows,
+                "row_count": res.rows,
+                "truncated": res.truncated,
+                "elapsed_ms": res.elapsed.as_secs_f64() * 1000.0,
+            });
+            let mut s = serde_json::to_string_pretty(&v)?;
+            s.push('\n');
+            s.into_bytes()
+        }
+        Body::Csv(s) => s.into_bytes(),
+        Body::Parquet(b) => b,
+    };
+    match out {
+        Some(p) => std::fs::write(&p, bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
+        None => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&bytes);
+        }
+    }
+    if res.truncated {
+        eprintln!(
+            "netguardian: result cut at {} rows (--max-rows / sql.max_rows)",
+            res.rows
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn export(
+    cfg: &Config,
+    format: String,
+    tables: Vec<String>,
+    since: Option<String>,
+    until: Option<String>,
+    out: PathBuf,
+    db: Option<PathBuf>,
+    recipients: Vec<String>,
+    encrypt: bool,
+) -> anyhow::Result<ExitCode> {
+    use netguardian::store::export::{self, Encryption, ExportError, Format, Request};
+    let format = match Format::parse(&format) {
+        Ok(f) => f,
+        Err(e) => return usage(e),
+    };
+    let tables = match export::check_tables(&tables) {
+        Ok(t) => t,
+        Err(e) => return usage(format!("--tables: {e}")),
+    };
+    let parse = |v: Option<String>, name: &str| -> Result<_, String> {
+        v.map(|s| export::parse_time(&s).map_err(|e| format!("--{name}: {e}")))
+            .transpose()
+    };
+    let (since, until) = match (parse(since, "since"), parse(until, "until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    let encryption = if !recipients.is_empty() {
+        match recipients
+            .iter()
+            .map(|r| export::parse_recipient(r))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(r) => Some(Encryption::Recipients(r)),
+            Err(e) => return usage(format!("--recipient: {e}")),
+        }
+    } else if encrypt {
+        match Encryption::from_config(cfg) {
+            Ok(Some(e)) => Some(e),
+            Ok(None) => {
+                return usage("--encrypt: no export.recipients or export.passphrase configured");
+            }
+            Err(e) => return usage(e),
+        }
+    } else {
+        None
+    };
+    let req = Request {
+        format,
+        tables,
+        since,
+        until,
+        out: out.clone(),
+        encryption,
+    };
+    if let Err(e) = req.validate() {
+        return usage(e);
+    }
+    let db = db.unwrap_or_else(|| netguardian::service::db_path(cfg));
+    let store = Store::open_read_only(&db)?;
+    let conn = store.connection()?;
+    let m = match export::export(&conn, &req, &export::Progress::default()) {
+        Ok(m) => m,
+        Err(ExportError::Invalid(e)) => return usage(e),
+        Err(e) => return Err(e.into()),
+    };
+    let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+    print_out(&format!(
+        "exported {} rows from {} tables into {} files ({:.1} MB) in {:.2} s ({:.0} rows/s){}\nmanifest  {}",
+        thousands(m.total_rows),
+        m.tables.len(),
+        m.files.len(),
+        bytes as f64 / 1e6,
+        m.elapsed_secs,
+        m.total_rows as f64 / m.elapsed_secs.max(1e-9),
+        m.encryption
+            .as_deref()
+            .map(|e| format!(", encrypted ({e})"))
+            .unwrap_or_default(),
+        out.join(export::MANIFEST).display()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

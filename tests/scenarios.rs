@@ -34,6 +34,11 @@ struct Scenario {
     expect: Vec<String>,
     #[serde(default)]
     description: String,
+    /// Config (TOML) for this scenario's `analyze`; empty: the defaults. For what the
+    /// defaults cannot see in a short lab run (a one-hour beacon compressed to two
+    /// minutes) or what only the user can say (which devices are local-only).
+    #[serde(default)]
+    config: String,
 }
 
 /// One row of `SELECT rule, severity, count(*) FROM alerts GROUP BY ALL`.
@@ -195,8 +200,13 @@ fn read_index(dir: &Path) -> BTreeMap<String, String> {
 }
 
 /// `netguardian analyze` into a fresh database; the alerts it stored.
-fn analyze(pcap: &Path, db: &Path) -> Result<Vec<Seen>, String> {
+fn analyze(pcap: &Path, db: &Path, config: &str) -> Result<Vec<Seen>, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netguardian"));
+    if !config.trim().is_empty() {
+        let file = db.with_extension("config.toml");
+        std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
+        cmd.arg("--config").arg(file);
+    }
     for (k, _) in std::env::vars() {
         if k.starts_with("NETGUARDIAN_") {
             cmd.env_remove(k);
@@ -404,7 +414,11 @@ fn scenario_captures_raise_their_alerts() {
             failures.push(format!("{what}: no capture {}", pcap.display()));
             continue;
         }
-        let seen = match analyze(&pcap, &dbs.path().join(format!("{}.duckdb", s.name))) {
+        let seen = match analyze(
+            &pcap,
+            &dbs.path().join(format!("{}.duckdb", s.name)),
+            &s.config,
+        ) {
             Ok(seen) => seen,
             Err(e) => {
                 failures.push(format!("{what}: {e}"));

@@ -25,13 +25,18 @@ use crate::store::query::{Filter, ts_value, utc_us};
 pub struct MuteOut {
     pub id: i64,
     pub rule: String,
+    #[oai(nullable)]
     pub device_mac: Option<String>,
+    #[oai(nullable)]
     pub peer: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub until: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// Occurrences the mute swallowed.
     pub suppressed: u64,
+    #[oai(nullable)]
     pub last_suppressed: Option<DateTime<Utc>>,
 }
 
@@ -68,14 +73,6 @@ pub struct NewMute {
     pub reason: Option<String>,
 }
 
-fn mac_bytes(m: &str) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for (o, part) in out.iter_mut().zip(m.split(':')) {
-        *o = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    out
-}
-
 fn lifecycle_error(e: LifecycleError) -> ApiError {
     match e {
         LifecycleError::UnknownMute(id) => ApiError::not_found("mute", id),
@@ -101,10 +98,14 @@ pub struct Alert {
     /// active, acknowledged, dismissed, resolved.
     pub state: String,
     pub title: String,
+    #[oai(nullable)]
     pub explanation: Option<String>,
+    #[oai(nullable)]
     pub device_mac: Option<String>,
+    #[oai(nullable)]
     pub peer: Option<String>,
     /// MITRE ATT&CK technique id.
+    #[oai(nullable)]
     pub mitre_technique: Option<String>,
     pub count: u64,
     pub flow_ids: Vec<i64>,
@@ -502,7 +503,10 @@ impl AlertsApi {
             ));
         }
         let device = match &b.device {
-            Some(d) => Some(mac_bytes(&parse_mac("device", d)?)),
+            Some(d) => Some(
+                crate::detect::config::parse_mac(&parse_mac("device", d)?)
+                    .ok_or_else(|| ApiError::bad_request("device", "not a MAC address"))?,
+            ),
             None => None,
         };
         let until = match (b.until, b.hours) {

@@ -27,7 +27,9 @@ pub struct BandwidthPoint {
 #[derive(Object)]
 pub struct Talker {
     pub mac: String,
+    #[oai(nullable)]
     pub hostname: Option<String>,
+    #[oai(nullable)]
     pub vendor: Option<String>,
     pub bytes_sent: u64,
     pub bytes_recv: u64,
@@ -51,7 +53,9 @@ pub struct Domain {
 #[derive(Object)]
 pub struct NewDevice {
     pub mac: String,
+    #[oai(nullable)]
     pub vendor: Option<String>,
+    #[oai(nullable)]
     pub hostname: Option<String>,
     pub first_seen: DateTime<Utc>,
 }

@@ -30,9 +30,12 @@ pub struct Capture {
     pub mode: String,
     pub interface: String,
     pub filter: String,
+    #[oai(nullable)]
     pub pcap: Option<String>,
     pub running: bool,
+    #[oai(nullable)]
     pub source: Option<String>,
+    #[oai(nullable)]
     pub started_at: Option<DateTime<Utc>>,
     pub packets: u64,
     pub bytes: u64,
@@ -42,21 +45,23 @@ pub struct Capture {
     pub if_dropped: u64,
     pub queue_dropped: u64,
     /// Why the last capture stopped early, if it did.
+    #[oai(nullable)]
     pub last_error: Option<String>,
 }
 
 /// Changes to the capture; absent fields keep their value.
 #[derive(Object)]
 pub struct CaptureUpdate {
+    #[oai(nullable)]
     pub mode: Option<CaptureMode>,
     /// Interface name, or `auto` for the default interface.
-    #[oai(validator(max_length = 64))]
+    #[oai(nullable, validator(max_length = 64))]
     pub interface: Option<String>,
     /// BPF filter (tcpdump syntax); empty captures everything.
-    #[oai(validator(max_length = 4096))]
+    #[oai(nullable, validator(max_length = 4096))]
     pub filter: Option<String>,
     /// Capture file on the appliance for replay mode.
-    #[oai(validator(max_length = 4096))]
+    #[oai(nullable, validator(max_length = 4096))]
     pub pcap: Option<String>,
 }
 
@@ -75,12 +80,15 @@ pub struct Job {
     pub state: JobStateOut,
     pub file: String,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
     /// 0..1.
     pub progress: f64,
     pub packets: u64,
     /// The analysis summary once done (packets, flows, devices, malformed, ...).
+    #[oai(nullable)]
     pub summary: Option<serde_json::Value>,
+    #[oai(nullable)]
     pub error: Option<String>,
 }
 

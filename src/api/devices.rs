@@ -19,17 +19,24 @@ use crate::store::query::{Filter, ts_value};
 #[derive(Object)]
 pub struct Device {
     pub mac: String,
+    #[oai(nullable)]
     pub vendor: Option<String>,
     /// Locally administered MAC (typically a phone's private address).
     pub randomized: bool,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+    #[oai(nullable)]
     pub hostname: Option<String>,
+    #[oai(nullable)]
     pub hostname_source: Option<String>,
+    #[oai(nullable)]
     pub dhcp_vendor_class: Option<String>,
     /// DHCP option 55 parameter request list.
+    #[oai(nullable)]
     pub dhcp_fingerprint: Option<String>,
+    #[oai(nullable)]
     pub ipv4: Option<String>,
+    #[oai(nullable)]
     pub ipv6: Option<String>,
     pub pkts_sent: u64,
     pub bytes_sent: u64,
@@ -136,14 +143,11 @@ pub fn parse_mac(field: &str, s: &str) -> ApiResult<String> {
         .join(":"))
 }
 
-fn device_select() -> String {
-    String::from(
-        "SELECT d.mac, d.vendor, d.randomized, d.first_seen, d.last_seen, d.hostname, \
-         d.hostname_source, d.dhcp_vendor_class, d.dhcp_fingerprint, d.last_ipv4, d.last_ipv6, \
-         d.pkts_sent, d.bytes_sent, d.pkts_recv, d.bytes_recv, d.flows, coalesce(r.open_alerts, 0)::UBIGINT AS open_alerts, \
-         coalesce(r.score, 0)::UINTEGER AS risk FROM devices d LEFT JOIN device_risk r ON r.mac = d.mac",
-    )
-}
+const DEVICE_SELECT: &str = "SELECT d.mac, d.vendor, d.randomized, d.first_seen, d.last_seen, \
+     d.hostname, d.hostname_source, d.dhcp_vendor_class, d.dhcp_fingerprint, d.last_ipv4, \
+     d.last_ipv6, d.pkts_sent, d.bytes_sent, d.pkts_recv, d.bytes_recv, d.flows, \
+     coalesce(r.open_alerts, 0)::UBIGINT AS open_alerts, coalesce(r.score, 0)::UINTEGER AS risk \
+     FROM devices d LEFT JOIN device_risk r ON r.mac = d.mac";
 
 fn device_from_row(r: &duckdb::Row<'_>) -> duckdb::Result<Device> {
     Ok(Device {
@@ -219,7 +223,7 @@ impl DevicesApi {
         let where_ = f.sql();
         let sql = format!(
             "{} {where_} ORDER BY {sort_col} {order} NULLS LAST, d.mac LIMIT {limit} OFFSET {offset}",
-            device_select()
+            DEVICE_SELECT
         );
         let count_sql = format!(
             "SELECT count(*)::UBIGINT FROM devices d LEFT JOIN device_risk r ON r.mac = d.mac {where_}"
@@ -262,7 +266,7 @@ impl DevicesApi {
         let detail = state
             .db
             .run(move |c| {
-                let sql = format!("{} WHERE d.mac = ?", device_select());
+                let sql = format!("{DEVICE_SELECT} WHERE d.mac = ?");
                 let mut st = c.prepare(&sql)?;
                 let mut rows = st.query_map([&m], device_from_row)?;
                 let Some(device) = rows.next().transpose()? else {

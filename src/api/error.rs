@@ -66,6 +66,10 @@ pub enum ApiError {
     /// The request body is larger than the configured limit.
     #[oai(status = 413, content_type = "application/problem+json")]
     TooLarge(Json<Problem>),
+    /// The request body is not of a media type the operation accepts (or has no
+    /// `Content-Type`).
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// A failure on our side (database, disk); the detail says which.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),

@@ -27,12 +27,15 @@ pub struct Flow {
     /// tcp, udp, icmp, icmp6, ...
     pub proto: String,
     /// Application protocol when identified (dns, tls, http, dhcp, ...).
+    #[oai(nullable)]
     pub app_proto: Option<String>,
     pub orig_addr: String,
     pub orig_port: u16,
     pub resp_addr: String,
     pub resp_port: u16,
+    #[oai(nullable)]
     pub orig_mac: Option<String>,
+    #[oai(nullable)]
     pub resp_mac: Option<String>,
     pub community_id: String,
     /// Zeek conn_state (S0, S1, SF, REJ, RSTO, RSTR, SH, OTH, ...).
@@ -52,6 +55,7 @@ pub struct Flow {
 pub struct FlowPage {
     pub items: Vec<Flow>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -60,19 +64,32 @@ pub struct DirectionStats {
     pub pkts: u64,
     pub bytes: u64,
     pub payload_bytes: u64,
+    #[oai(nullable)]
     pub syn: Option<u32>,
+    #[oai(nullable)]
     pub fin: Option<u32>,
+    #[oai(nullable)]
     pub rst: Option<u32>,
+    #[oai(nullable)]
     pub psh: Option<u32>,
+    #[oai(nullable)]
     pub ack: Option<u32>,
+    #[oai(nullable)]
     pub size_min: Option<u32>,
+    #[oai(nullable)]
     pub size_mean: Option<f64>,
+    #[oai(nullable)]
     pub size_std: Option<f64>,
+    #[oai(nullable)]
     pub size_max: Option<u32>,
     /// Inter-arrival times, seconds.
+    #[oai(nullable)]
     pub iat_min: Option<f64>,
+    #[oai(nullable)]
     pub iat_mean: Option<f64>,
+    #[oai(nullable)]
     pub iat_std: Option<f64>,
+    #[oai(nullable)]
     pub iat_max: Option<f64>,
 }
 
@@ -160,6 +177,36 @@ fn dir_columns(p: &str) -> String {
     .map(|c| format!("{p}_{c}"))
     .collect::<Vec<_>>()
     .join(", ")
+}
+
+/// The newest `n` flows matching `f` (ORDER BY ts DESC, id DESC), as SQL and its
+/// parameters.
+///
+/// Two things keep this fast on a million flows. The `flows` view is a UNION ALL of
+/// `flows_closed` and `flows_open`, and DuckDB does not push an ORDER BY … LIMIT through
+/// it (over the view it sorted every matching row: over a second per page), so each
+/// table gets its own Top-N. And the Top-N runs on `(ts, id)` only: carrying all of a
+/// flow's columns through the heap copied every candidate's strings (most of the time
+/// in perf); the `n` winners' rows are fetched afterwards by id (one row per id in each
+/// table), which DuckDB turns into a semi-join whose id range prunes row groups.
+fn newest_flows(cols: &str, f: &Filter, n: usize) -> (String, Vec<Value>) {
+    let w = f.sql();
+    let keys = |t: &str, src: u8| {
+        format!("(SELECT ts, id, {src} AS src FROM {t} {w} ORDER BY ts DESC, id DESC LIMIT {n})")
+    };
+    let sql = format!(
+        "WITH k AS (SELECT * FROM ({} UNION ALL {}) ORDER BY ts DESC, id DESC LIMIT {n}) \
+         SELECT * FROM ( \
+           (SELECT {cols} FROM flows_closed WHERE id IN (SELECT id FROM k WHERE src = 0)) \
+           UNION ALL \
+           (SELECT {cols} FROM flows_open WHERE id IN (SELECT id FROM k WHERE src = 1))) \
+         ORDER BY ts DESC, id DESC",
+        keys("flows_closed", 0),
+        keys("flows_open", 1)
+    );
+    let mut params = f.params();
+    params.extend(f.params());
+    (sql, params)
 }
 
 /// A page position: the (ts, id) of the last flow returned, as `<µs>_<id>`.
@@ -271,12 +318,7 @@ impl FlowsApi {
             );
         }
         let limit = limit.0;
-        let sql = format!(
-            "SELECT {FLOW_COLUMNS} FROM flows {} ORDER BY ts DESC, id DESC LIMIT {}",
-            f.sql(),
-            limit + 1
-        );
-        let params = f.params();
+        let (sql, params) = newest_flows(FLOW_COLUMNS, &f, limit as usize + 1);
         let mut items = state
             .db
             .run(move |c| {
@@ -309,14 +351,27 @@ impl FlowsApi {
         let detail = state
             .db
             .run(move |c| {
+                // Per table, like newest_flows: a LIMIT over the `flows` view is not
+                // pushed into its UNION ALL.
+                let one = |t: &str| {
+                    format!(
+                        "(SELECT {FLOW_COLUMNS}, {}, {} FROM {t} WHERE id = ? LIMIT 1)",
+                        dir_columns("orig"),
+                        dir_columns("resp")
+                    )
+                };
                 let sql = format!(
-                    "SELECT {FLOW_COLUMNS}, {}, {} FROM flows WHERE id = ? ORDER BY is_final DESC LIMIT 1",
-                    dir_columns("orig"),
-                    dir_columns("resp")
+                    "SELECT * FROM ({} UNION ALL {}) ORDER BY is_final DESC LIMIT 1",
+                    one("flows_closed"),
+                    one("flows_open")
                 );
                 let mut st = c.prepare(&sql)?;
-                let mut rows = st.query_map([id], |r| {
-                    Ok((flow_from_row(r)?, dir_from_row(r, 21)?, dir_from_row(r, 37)?))
+                let mut rows = st.query_map([id, id], |r| {
+                    Ok((
+                        flow_from_row(r)?,
+                        dir_from_row(r, 21)?,
+                        dir_from_row(r, 37)?,
+                    ))
                 })?;
                 let Some((flow, orig, resp)) = rows.next().transpose()? else {
                     return Ok(None);

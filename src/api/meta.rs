@@ -23,15 +23,18 @@ pub struct DnsRecord {
     pub flow_id: i64,
     pub client: String,
     pub server: String,
+    #[oai(nullable)]
     pub client_mac: Option<String>,
     /// udp or tcp.
     pub transport: String,
     pub query: String,
     pub qtype: String,
     /// Absent when no response was seen.
+    #[oai(nullable)]
     pub rcode: Option<String>,
     pub answers: Vec<String>,
     /// Seconds between query and response.
+    #[oai(nullable)]
     pub rtt: Option<f64>,
 }
 
@@ -42,18 +45,29 @@ pub struct TlsRecord {
     pub client: String,
     pub server: String,
     pub server_port: u16,
+    #[oai(nullable)]
     pub client_mac: Option<String>,
+    #[oai(nullable)]
     pub sni: Option<String>,
     /// Negotiated version.
+    #[oai(nullable)]
     pub version: Option<String>,
+    #[oai(nullable)]
     pub cipher: Option<String>,
     pub alpn: Vec<String>,
+    #[oai(nullable)]
     pub ja3: Option<String>,
+    #[oai(nullable)]
     pub ja4: Option<String>,
+    #[oai(nullable)]
     pub ja3s: Option<String>,
+    #[oai(nullable)]
     pub cert_subject: Option<String>,
+    #[oai(nullable)]
     pub cert_issuer: Option<String>,
+    #[oai(nullable)]
     pub cert_not_after: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub cert_self_signed: Option<bool>,
 }
 
@@ -64,16 +78,24 @@ pub struct HttpRecord {
     pub client: String,
     pub server: String,
     pub server_port: u16,
+    #[oai(nullable)]
     pub client_mac: Option<String>,
     pub method: String,
+    #[oai(nullable)]
     pub host: Option<String>,
     pub uri: String,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
+    #[oai(nullable)]
     pub status: Option<u16>,
+    #[oai(nullable)]
     pub content_type: Option<String>,
+    #[oai(nullable)]
     pub response_body_len: Option<u64>,
     /// Authorization scheme if the request carried credentials (never the secret).
+    #[oai(nullable)]
     pub auth_scheme: Option<String>,
+    #[oai(nullable)]
     pub auth_user: Option<String>,
 }
 
@@ -84,15 +106,24 @@ pub struct DhcpRecord {
     pub client_mac: String,
     /// DISCOVER, OFFER, REQUEST, ACK, NAK, RELEASE, INFORM, DECLINE.
     pub msg_type: String,
+    #[oai(nullable)]
     pub client_ip: Option<String>,
+    #[oai(nullable)]
     pub your_ip: Option<String>,
+    #[oai(nullable)]
     pub requested_ip: Option<String>,
+    #[oai(nullable)]
     pub server_id: Option<String>,
+    #[oai(nullable)]
     pub hostname: Option<String>,
+    #[oai(nullable)]
     pub vendor_class: Option<String>,
     /// Option 55 parameter request list: the DHCP fingerprint.
+    #[oai(nullable)]
     pub param_list: Option<String>,
+    #[oai(nullable)]
     pub lease_secs: Option<u32>,
+    #[oai(nullable)]
     pub router: Option<String>,
     pub dns_servers: Vec<String>,
 }

@@ -4,8 +4,9 @@
 //! at `/docs`, ReDoc at `/redoc`, and the committed `openapi/openapi.json`) is generated
 //! from the code. One file per resource: `status` (health, stats, config, interfaces),
 //! `capture` (capture control, uploads, jobs), `devices`, `flows`, `meta` (dns, tls,
-//! http, dhcp), `alerts`, `analytics`, `models` (anomaly models); `ws` is the live stream; `auth` and `error` are
-//! shared by all.
+//! http, dhcp), `alerts`, `analytics`, `models` (anomaly models), `sql` (read-only
+//! SQL), `export` (export jobs); `ws` is the live stream; `auth` and `error` are shared
+//! by all.
 //!
 //! Handlers read through [`crate::store::query::ReadPool`] (their own DuckDB
 //! connections, on blocking threads), never through the writer's connection.
@@ -16,9 +17,11 @@ pub mod auth;
 pub mod capture;
 pub mod devices;
 pub mod error;
+pub mod export;
 pub mod flows;
 pub mod meta;
 pub mod models;
+pub mod sql;
 pub mod status;
 pub mod ws;
 
@@ -51,6 +54,8 @@ pub type Apis = (
     analytics::AnalyticsApi,
     capture::CaptureApi,
     models::ModelsApi,
+    sql::SqlApi,
+    export::ExportApi,
 );
 
 /// The OpenAPI service (independent of any state, so the spec can be printed offline).
@@ -65,6 +70,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
             analytics::AnalyticsApi,
             capture::CaptureApi,
             models::ModelsApi,
+            sql::SqlApi,
+            export::ExportApi,
         ),
         "netguardian",
         env!("CARGO_PKG_VERSION"),

@@ -29,6 +29,10 @@ pub enum Tag {
     Capture,
     /// Anomaly models: what is loaded, reloading.
     Models,
+    /// Read-only SQL over the database.
+    Sql,
+    /// Exports to Parquet, CSV, JSON or DuckDB files, as background jobs.
+    Exports,
 }
 
 #[derive(Object)]
@@ -40,8 +44,10 @@ pub struct Health {
     pub started_at: DateTime<Utc>,
     pub capture_running: bool,
     pub capture_mode: String,
+    #[oai(nullable)]
     pub capture_error: Option<String>,
     pub db_ok: bool,
+    #[oai(nullable)]
     pub db_error: Option<String>,
 }
 
@@ -49,6 +55,7 @@ pub struct Health {
 pub struct TableStats {
     pub table: String,
     pub rows: i64,
+    #[oai(nullable)]
     pub oldest: Option<DateTime<Utc>>,
 }
 
@@ -78,6 +85,7 @@ pub struct Stats {
 #[derive(Object)]
 pub struct Interface {
     pub name: String,
+    #[oai(nullable)]
     pub description: Option<String>,
     pub addresses: Vec<String>,
     pub up: bool,
@@ -118,6 +126,8 @@ impl StatusApi {
             .db
             .run(|c| {
                 let mut out = Vec::new();
+                // `flows` per table: over the view (a UNION ALL) DuckDB scans a million
+                // rows for count and min, over each table it answers from statistics.
                 for (t, col) in [
                     ("flows", "ts"),
                     ("dns", "ts"),
@@ -128,10 +138,16 @@ impl StatusApi {
                     ("devices", "first_seen"),
                     ("alerts", "ts"),
                 ] {
+                    let sql = if t == "flows" {
+                        "SELECT sum(n)::BIGINT, min(m) FROM (\
+                           SELECT count(*) AS n, min(ts) AS m FROM flows_closed \
+                           UNION ALL SELECT count(*), min(ts) FROM flows_open)"
+                            .to_string()
+                    } else {
+                        format!("SELECT count(*), min({col}) FROM {t}")
+                    };
                     let (rows, oldest): (i64, Option<chrono::NaiveDateTime>) =
-                        c.query_row(&format!("SELECT count(*), min({col}) FROM {t}"), [], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?;
+                        c.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
                     out.push(TableStats {
                         table: t.into(),
                         rows,

@@ -162,6 +162,8 @@ pub struct Control {
     last_beat: AtomicU64,
     /// The anomaly models, shared by every run and the API.
     models: Arc<crate::detect::ml::Registry>,
+    /// Export jobs started through the API.
+    exports: crate::store::export::Jobs,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,6 +190,7 @@ impl Control {
             last_beat: AtomicU64::new(0),
             models: crate::detect::ml::Registry::new(&cfg),
             cfg,
+            exports: Default::default(),
         }
     }
 
@@ -198,6 +201,11 @@ impl Control {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Export jobs started through the API.
+    pub fn exports(&self) -> &crate::store::export::Jobs {
+        &self.exports
     }
 
     pub fn hub(&self) -> &Arc<Hub> {

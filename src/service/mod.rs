@@ -5,10 +5,12 @@
 //! - [`stream`]: the live event hub behind the WebSocket.
 //! - [`notify`]: sd-notify (READY, STATUS, WATCHDOG, STOPPING).
 //! - [`logging`]: journald when started by systemd, human-readable stderr otherwise.
+//! - [`maintenance`]: retention and scheduled exports in the background.
 //! - [`token`]: the API bearer token in the state directory.
 
 pub mod control;
 pub mod logging;
+pub mod maintenance;
 pub mod notify;
 pub mod stream;
 pub mod token;
@@ -48,6 +50,13 @@ pub fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     let db = opts.db.clone().unwrap_or_else(|| db_path(&cfg));
     let store = Arc::new(Store::open(&db)?);
     tracing::info!(db = %db.display(), "database open");
+    // From here on DuckDB touches no file outside the export folders (the SQL sandbox
+    // relies on it; nothing else in the service needs file access through SQL).
+    store
+        .restrict(&crate::store::export::allowed_dirs(&cfg))
+        .context("cannot restrict the database's file access")?;
+    let maint_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let maint = maintenance::spawn(cfg.clone(), store.clone(), maint_stop.clone())?;
 
     let settings = CaptureSettings {
         mode: if opts.pcap.is_some() {
@@ -87,6 +96,8 @@ pub fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     notify::stopping();
     tracing::info!("stopping: flushing flows and pending rows");
     control.shutdown();
+    maint_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = maint.join();
     drop(rt);
     tracing::info!("stopped");
     res

@@ -2,15 +2,21 @@
 //!
 //! - [`schema`]: tables and migrations.
 //! - [`writer`]: the single writer thread that appends event batches.
+//! - [`query`]: reader connections for the API.
+//! - [`sql`]: the read-only SQL sandbox; [`export`]: files for other tools;
+//!   [`retention`]: deleting old rows.
 //!
 //! One [`Store`] per process owns the database; the writer and readers (the API, the
 //! `sql` command) use their own connections cloned from it, so reads never block writes.
 
+pub mod export;
 pub mod query;
+pub mod retention;
 pub mod schema;
+pub mod sql;
 pub mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use duckdb::{Connection, params};
@@ -42,6 +48,8 @@ pub enum StoreError {
 pub struct Store {
     conn: Mutex<Connection>,
     path: String,
+    /// The folders DuckDB may still touch once [`Store::restrict`] ran.
+    restricted: Mutex<Option<Vec<PathBuf>>>,
 }
 
 impl Store {
@@ -58,9 +66,48 @@ impl Store {
         let store = Store {
             conn: Mutex::new(conn),
             path: p,
+            restricted: Mutex::new(None),
         };
         store.tune()?;
         store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only (no migrations, no writes): for `netguardian
+    /// sql` and `export`. Fails while another process (`serve`) has it open for writing.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let p = path.display().to_string();
+        if !path.is_file() {
+            return Err(StoreError::Open {
+                path: p,
+                source: duckdb::Error::InvalidPath(path.to_path_buf()),
+            });
+        }
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .map_err(|source| StoreError::Open {
+                path: p.clone(),
+                source,
+            })?;
+        let conn =
+            Connection::open_with_flags(path, config).map_err(|source| StoreError::Open {
+                path: p.clone(),
+                source,
+            })?;
+        let store = Store {
+            conn: Mutex::new(conn),
+            path: p,
+            restricted: Mutex::new(None),
+        };
+        store.tune()?;
+        let found = store.schema_version()?;
+        if found > schema::latest_version() {
+            return Err(StoreError::TooNew {
+                path: store.path.clone(),
+                found,
+                supported: schema::latest_version(),
+            });
+        }
         Ok(store)
     }
 
@@ -70,6 +117,7 @@ impl Store {
         let store = Store {
             conn: Mutex::new(conn),
             path: ":memory:".into(),
+            restricted: Mutex::new(None),
         };
         store.migrate()?;
         Ok(store)
@@ -90,6 +138,58 @@ impl Store {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Scratch folder for SQL results DuckDB writes (Parquet answers), private to this
+    /// process; each result file is removed once read.
+    pub fn scratch_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("netguardian-sql-{}", std::process::id()))
+    }
+
+    /// Takes file access away from the whole database: DuckDB may then read and write
+    /// only inside `allowed` (export folders) and [`Store::scratch_dir`], never load
+    /// extensions or attach databases, and no connection can change a setting again.
+    /// Irreversible while the database is open; later calls only check that `allowed`
+    /// was included.
+    pub fn restrict(&self, allowed: &[PathBuf]) -> Result<(), StoreError> {
+        let mut done = self.restricted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for d in allowed.iter().cloned().chain([self.scratch_dir()]) {
+            std::fs::create_dir_all(&d).map_err(|e| {
+                StoreError::Task(format!("cannot create folder {}: {e}", d.display()))
+            })?;
+            dirs.push(std::fs::canonicalize(&d).unwrap_or(d));
+        }
+        if let Some(have) = done.as_ref() {
+            if let Some(missing) = dirs.iter().find(|d| !have.contains(d)) {
+                return Err(StoreError::Task(format!(
+                    "{} was not allowed when file access was restricted at startup",
+                    missing.display()
+                )));
+            }
+            return Ok(());
+        }
+        let list = dirs
+            .iter()
+            .map(|d| format!("'{}/'", d.display().to_string().replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.conn().execute_batch(&format!(
+            "SET autoinstall_known_extensions = false;
+             SET allowed_directories = [{list}];
+             SET enable_external_access = false;
+             SET lock_configuration = true;"
+        ))?;
+        *done = Some(dirs);
+        Ok(())
+    }
+
+    /// Whether [`Store::restrict`] ran, and the folders it allowed.
+    pub fn restricted_to(&self) -> Option<Vec<PathBuf>> {
+        self.restricted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A new connection to the same database (for another thread).
@@ -121,13 +221,13 @@ impl Store {
                 supported: latest,
             });
         }
-        // Every migration not yet recorded runs, in version order, even one below the
-        // highest applied: branches may number migrations with gaps (4 before 3).
-        let applied: std::collections::HashSet<i32> = {
+        // Every migration not yet recorded, not only those above the highest: two
+        // branches' migrations (2 and 3) then apply whichever order they were merged in.
+        let applied: Vec<i32> = {
             let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT version FROM schema_migrations")?;
-            let rows = stmt.query_map([], |r| r.get::<usize, i32>(0))?;
-            rows.collect::<Result<_, _>>()?
+            let mut st = conn.prepare("SELECT version FROM schema_migrations")?;
+            st.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<i32>, _>>()?
         };
         for m in schema::MIGRATIONS
             .iter()

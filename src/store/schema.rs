@@ -270,8 +270,58 @@ WHERE state IN ('active', 'acknowledged') AND device_mac IS NOT NULL
 GROUP BY device_mac;
 "#,
     },
-    // Version 3 is left to the SQL views of another branch; migrations are applied by
-    // version, whichever are missing, so the gap is harmless in either merge order.
+    Migration {
+        version: 3,
+        description: "views for common questions: device bytes per day, top domains per device, new destinations",
+        sql: r#"
+-- Bytes each home device sent and received per UTC day. A flow side counts for a device
+-- only when its address is one of the device's own (the router's MAC also carries every
+-- internet host).
+CREATE VIEW device_bytes_daily AS
+WITH sides AS (
+    SELECT orig_mac AS mac, orig_addr AS addr, ts, orig_bytes AS sent, resp_bytes AS recv
+    FROM flows WHERE orig_mac IS NOT NULL
+    UNION ALL
+    SELECT resp_mac, resp_addr, ts, resp_bytes, orig_bytes
+    FROM flows WHERE resp_mac IS NOT NULL)
+SELECT s.mac, d.hostname, d.vendor, CAST(s.ts AS DATE) AS day,
+       sum(s.sent)::UBIGINT AS bytes_sent, sum(s.recv)::UBIGINT AS bytes_recv,
+       sum(s.sent + s.recv)::UBIGINT AS bytes, count(*)::UBIGINT AS flows
+FROM sides s
+JOIN device_addresses a ON a.mac = s.mac AND a.addr = s.addr
+JOIN devices d ON d.mac = s.mac
+GROUP BY s.mac, d.hostname, d.vendor, CAST(s.ts AS DATE);
+
+-- Domains each device looked up, ranked per device by number of queries
+-- (`WHERE rank <= 10` is the top ten).
+CREATE VIEW device_top_domains AS
+SELECT q.orig_mac AS mac, d.hostname, lower(q.query) AS domain,
+       count(*)::UBIGINT AS queries, min(q.ts) AS first_seen, max(q.ts) AS last_seen,
+       row_number() OVER (PARTITION BY q.orig_mac ORDER BY count(*) DESC, lower(q.query)) AS rank
+FROM dns q LEFT JOIN devices d ON d.mac = q.orig_mac
+WHERE q.orig_mac IS NOT NULL
+GROUP BY q.orig_mac, d.hostname, lower(q.query);
+
+-- Destinations a device contacted for the first time in the 7 days up to the newest
+-- flow (packet time, so a replayed capture answers the same as live data). Pairs seen in
+-- the window, minus those seen before it: an anti-join, not an aggregate over all history.
+CREATE VIEW new_destinations AS
+WITH win AS (SELECT max(ts) - INTERVAL 7 DAY AS since FROM flows),
+recent AS (
+    SELECT orig_mac AS mac, resp_addr AS addr, min(ts) AS first_seen, max(ts) AS last_seen,
+           count(*)::UBIGINT AS flows, sum(orig_bytes + resp_bytes)::UBIGINT AS bytes,
+           list(DISTINCT resp_port ORDER BY resp_port) AS ports
+    FROM flows, win WHERE orig_mac IS NOT NULL AND ts >= win.since
+    GROUP BY orig_mac, resp_addr),
+before AS (
+    SELECT DISTINCT orig_mac AS mac, resp_addr AS addr
+    FROM flows, win WHERE orig_mac IS NOT NULL AND ts < win.since)
+SELECT r.mac, d.hostname, r.addr, r.first_seen, r.last_seen, r.flows, r.bytes, r.ports
+FROM recent r
+ANTI JOIN before b ON b.mac = r.mac AND b.addr = r.addr
+LEFT JOIN devices d ON d.mac = r.mac;
+"#,
+    },
     Migration {
         version: 4,
         description: "feature tables of the anomaly models (feature schema v1) and their scores",
@@ -397,7 +447,18 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), latest_version());
-        assert_eq!(latest_version(), 4);
+        let applied: Vec<i32> = {
+            let c = store.connection().unwrap();
+            let mut st = c
+                .prepare("SELECT version FROM schema_migrations ORDER BY version")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(applied, (1..=latest_version()).collect::<Vec<_>>());
+        assert!(latest_version() >= 3, "the views migration is missing");
         let c = store.connection().unwrap();
         let score: i32 = c
             .query_row(
@@ -413,42 +474,42 @@ mod tests {
         assert_eq!(mutes, 0);
     }
 
-    /// Migrations are applied by version, whichever are missing: a database that has 1
-    /// and 4 (made before a branch's 2 or 3 was merged) gets the missing one later.
+    /// Migrations come from branches merged in either order: a database that recorded 1
+    /// and 3 (the views) but not 2 (mutes, risk) gets 2 applied, and 3 is not redone.
     #[test]
-    fn a_gap_in_versions_is_filled_later() {
+    fn a_missing_middle_migration_is_applied() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gap.duckdb");
-        let last = MIGRATIONS.last().unwrap();
+        let path = dir.path().join("v13.duckdb");
         {
             let c = duckdb::Connection::open(&path).unwrap();
             c.execute_batch(
                 "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL, description VARCHAR NOT NULL);",
             )
             .unwrap();
-            c.execute_batch(MIGRATIONS[0].sql).unwrap();
-            c.execute_batch(last.sql).unwrap();
-            c.execute_batch(&format!(
-                "INSERT INTO schema_migrations VALUES (1, now()::TIMESTAMP, 'v1'), ({}, now()::TIMESTAMP, 'last');",
-                last.version
-            ))
-            .unwrap();
+            for m in MIGRATIONS.iter().filter(|m| m.version != 2) {
+                c.execute_batch(m.sql).unwrap();
+                c.execute(
+                    "INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP, 'old')",
+                    [m.version],
+                )
+                .unwrap();
+            }
         }
         let store = Store::open(&path).unwrap();
         let c = store.connection().unwrap();
-        let versions: Vec<i32> = c
-            .prepare("SELECT version FROM schema_migrations ORDER BY 1")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
-        let want: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
-        assert_eq!(versions, want);
-        let mutes: i64 = c
-            .query_row("SELECT count(*) FROM alert_mutes", [], |r| r.get(0))
+        let (n, old): (i64, i64) = c
+            .query_row(
+                "SELECT count(*), count(*) FILTER (WHERE description = 'old') FROM schema_migrations",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
-        assert_eq!(mutes, 0, "migration 2 ran after 4");
+        assert_eq!(n as usize, MIGRATIONS.len());
+        assert_eq!(old as usize, MIGRATIONS.len() - 1);
+        c.execute_batch(
+            "SELECT * FROM alert_mutes; SELECT * FROM device_risk; SELECT * FROM new_destinations;",
+        )
+        .unwrap();
     }
 
     /// The feature tables have exactly the columns the Rust definitions list, in order,
