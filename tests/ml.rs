@@ -5,6 +5,7 @@
 //! capture. `NG_ML_BENCH=1` with `--nocapture` also prints µs per row.
 
 mod craft;
+mod sqlfix;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -299,4 +300,151 @@ fn capture_becomes_feature_rows_and_scores() {
     );
     let schema = q("SELECT count(*) FROM feature_schema WHERE schema_version = 1");
     assert_eq!(schema, 46);
+}
+
+/// `POST /api/analyze` scores feature items with the loaded models: each model's score is
+/// the trainer's (the same vectors as above, sent as JSON objects by feature name), the
+/// verdict follows `ml.require_agreement`, and bad items are refused naming the item
+/// and the feature.
+#[tokio::test]
+async fn the_api_scores_feature_items_like_the_trainer() {
+    use netguardian::flow::features::FLOW_FEATURES;
+    use poem::http::StatusCode;
+    use poem::test::TestClient;
+    use serde_json::{Value, json};
+
+    let models = tempfile::tempdir().unwrap();
+    for f in ["flow_iforest.onnx", "flow_autoencoder.onnx"] {
+        std::fs::copy(data().join(f), models.path().join(f)).unwrap();
+    }
+    let mut cfg = Config::default();
+    cfg.ml.models_dir = Some(models.path().to_path_buf());
+    let f = sqlfix::fixture_with(cfg);
+    let c = TestClient::new(netguardian::api::app(f.state.clone()));
+    let (k, v) = sqlfix::auth();
+    let names: Vec<&str> = FLOW_FEATURES.iter().map(|d| d.name).collect();
+    let items = |rows: &[Vec<f32>]| -> Vec<Value> {
+        rows.iter()
+            .map(|r| {
+                Value::Object(
+                    names
+                        .iter()
+                        .zip(r)
+                        .map(|(n, x)| (n.to_string(), json!(*x as f64)))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    for model in ["iforest", "autoencoder"] {
+        let (rows, doc) = vectors("flow", model);
+        let tol = doc["tolerance"].as_f64().unwrap_or(1e-4);
+        let r = c
+            .post("/api/analyze")
+            .header(k, v.clone())
+            .body_json(&json!({"kind": "flow", "items": items(&rows)}))
+            .send()
+            .await;
+        r.assert_status_is_ok();
+        let body: Value = r.json().await.value().deserialize();
+        assert_eq!(body["models"].as_array().unwrap().len(), 2, "{body}");
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), rows.len());
+        let mut flagged = 0;
+        for (i, res) in results.iter().enumerate() {
+            assert_eq!(res["item"], i as u64);
+            let scores = res["scores"].as_array().unwrap();
+            let s = scores.iter().find(|s| s["model"] == model).unwrap();
+            let (got, want) = (
+                s["score"].as_f64().unwrap(),
+                doc["expected_score"][i].as_f64().unwrap(),
+            );
+            let d = (got - want).abs();
+            assert!(
+                d <= tol || d <= tol * want.abs(),
+                "{model} item {i}: {got} vs sklearn {want}"
+            );
+            assert_eq!(s["above"], got > s["threshold"].as_f64().unwrap());
+            // Default ml.require_agreement: anomalous only when both models are above.
+            let all = scores.iter().all(|s| s["above"] == true);
+            assert_eq!(res["anomalous"], all, "{res}");
+            flagged += u64::from(all);
+            let top = res["top_features"].as_array().unwrap();
+            assert_eq!(top.len(), 5);
+            assert!(
+                top.iter()
+                    .all(|t| names.contains(&t["name"].as_str().unwrap()))
+            );
+        }
+        assert_eq!(body["anomalous"], flagged);
+    }
+
+    let (rows, _) = vectors("flow", "iforest");
+    let good = items(&rows[..1]);
+    let mut missing = good[0].clone();
+    missing.as_object_mut().unwrap().remove(names[3]);
+    let mut unknown = good[0].clone();
+    unknown["bogus"] = json!(1.0);
+    let mut huge = good[0].clone();
+    huge[names[0]] = json!(1e300);
+    for (items, want) in [
+        (vec![], "no items".to_string()),
+        (
+            vec![good[0].clone(), missing],
+            format!("item 1: feature \"{}\" is missing", names[3]),
+        ),
+        (
+            vec![unknown],
+            "item 0: unknown feature \"bogus\"".to_string(),
+        ),
+        (
+            vec![huge],
+            format!("item 0: feature \"{}\" = 1e300 is out of range", names[0]),
+        ),
+    ] {
+        let r = c
+            .post("/api/analyze")
+            .header(k, v.clone())
+            .body_json(&json!({"kind": "flow", "items": items}))
+            .send()
+            .await;
+        r.assert_status(StatusCode::BAD_REQUEST);
+        let p: Value = r.json().await.value().deserialize();
+        assert_eq!(p["field"], "items");
+        assert!(
+            p["detail"].as_str().unwrap().contains(&want),
+            "{p} vs {want}"
+        );
+    }
+    // No device models in the folder: a conflict that says what to do.
+    let r = c
+        .post("/api/analyze")
+        .header(k, v.clone())
+        .body_json(&json!({"kind": "device", "items": [{}]}))
+        .send()
+        .await;
+    r.assert_status(StatusCode::BAD_REQUEST); // the empty item is checked first
+    let dev: serde_json::Map<String, Value> = netguardian::flow::device_features::DEVICE_FEATURES
+        .iter()
+        .map(|d| (d.name.to_string(), json!(0.0)))
+        .collect();
+    let r = c
+        .post("/api/analyze")
+        .header(k, v.clone())
+        .body_json(&json!({"kind": "device", "items": [dev]}))
+        .send()
+        .await;
+    r.assert_status(StatusCode::CONFLICT);
+    let p: Value = r.json().await.value().deserialize();
+    assert!(
+        p["title"].as_str().unwrap().contains("no device models"),
+        "{p}"
+    );
+    // A token is required.
+    let r = c
+        .post("/api/analyze")
+        .body_json(&json!({"kind": "flow", "items": good}))
+        .send()
+        .await;
+    r.assert_status(StatusCode::UNAUTHORIZED);
 }

@@ -289,26 +289,7 @@ impl Worker {
         if results.is_empty() {
             return None;
         }
-        let margin = 1.0 + self.settings.min_score_margin;
-        let verdicts: Vec<Verdict> = results
-            .iter()
-            .map(|(m, s)| {
-                let th = m.meta().threshold as f64;
-                let score = s.score[i] as f64;
-                Verdict {
-                    model: registry::type_name(m.meta().model),
-                    score,
-                    threshold: th,
-                    above: score > th * margin && score > th,
-                }
-            })
-            .collect();
-        let n = verdicts.iter().filter(|v| v.above).count();
-        let flagged = if self.settings.require_agreement {
-            n == verdicts.len()
-        } else {
-            n > 0
-        };
+        let (flagged, verdicts) = judge(&self.settings, results, i);
         flagged.then_some(verdicts)
     }
 
@@ -426,12 +407,47 @@ impl Worker {
     }
 }
 
-#[derive(Serialize)]
-struct Verdict {
-    model: &'static str,
-    score: f64,
-    threshold: f64,
-    above: bool,
+/// One model's opinion of one row.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// `iforest` or `autoencoder`.
+    pub model: &'static str,
+    pub score: f64,
+    pub threshold: f64,
+    /// Score above the threshold (and above it by `ml.min_score_margin`).
+    pub above: bool,
+}
+
+/// The verdict of every model on row `i` of a scored batch, and whether they flag it:
+/// every model above its threshold with `ml.require_agreement`, else any. Shared by the
+/// `ng-ml` thread and `POST /api/analyze`, so both decide the same way.
+pub fn judge(
+    settings: &Settings,
+    results: &[(Arc<Model>, model::Scores)],
+    i: usize,
+) -> (bool, Vec<Verdict>) {
+    let margin = 1.0 + settings.min_score_margin;
+    let verdicts: Vec<Verdict> = results
+        .iter()
+        .map(|(m, s)| {
+            let th = m.meta().threshold as f64;
+            let score = s.score.get(i).copied().unwrap_or(f32::NAN) as f64;
+            Verdict {
+                model: registry::type_name(m.meta().model),
+                score,
+                threshold: th,
+                above: score > th * margin && score > th,
+            }
+        })
+        .collect();
+    let n = verdicts.iter().filter(|v| v.above).count();
+    let flagged = !verdicts.is_empty()
+        && if settings.require_agreement {
+            n == verdicts.len()
+        } else {
+            n > 0
+        };
+    (flagged, verdicts)
 }
 
 /// One feature's contribution to an alert.
