@@ -558,3 +558,13 @@ impl Control {
         }
     }
 }
+
+/// Dropping the last handle stops the capture and waits for it and every upload job:
+/// their threads hold the database, and a process that exits while DuckDB still runs
+/// queries in them can crash in DuckDB's static destructors (the API tests did, about
+/// one run in six, once the `ng-ml` thread made runs longer).
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
