@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::features::{FeatureDef, StateClass, state_class};
+use super::features::{FeatureDef, StateClass, def, state_class};
 use crate::event::MetaRecord;
 use crate::flow::FlowRecord;
 use crate::proto::ProtoRecord;
@@ -36,20 +36,6 @@ const DEVICES_CAP: usize = 4096;
 const OPEN_CAP: usize = 200_000;
 
 pub const DEVICE_N: usize = 10;
-
-const fn def(
-    name: &'static str,
-    unit: &'static str,
-    transform: &'static str,
-    description: &'static str,
-) -> FeatureDef {
-    FeatureDef {
-        name,
-        unit,
-        transform,
-        description,
-    }
-}
 
 /// Device features, schema v1, in column order (per MAC per 60 s window).
 pub const DEVICE_FEATURES: [FeatureDef; DEVICE_N] = [

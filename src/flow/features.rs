@@ -29,7 +29,8 @@ pub struct FeatureDef {
     pub description: &'static str,
 }
 
-const fn def(
+/// A [`FeatureDef`] in a `const` table.
+pub(crate) const fn def(
     name: &'static str,
     unit: &'static str,
     transform: &'static str,
