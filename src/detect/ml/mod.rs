@@ -286,11 +286,27 @@ impl Worker {
 
     /// Whether the models flag row `i`, and their verdicts for the evidence.
     fn verdict(&self, results: &[(Arc<Model>, model::Scores)], i: usize) -> Option<Vec<Verdict>> {
-        if results.is_empty() {
-            return None;
-        }
         let (flagged, verdicts) = judge(&self.settings, results, i);
         flagged.then_some(verdicts)
+    }
+
+    /// Scores feature rows with every model of `kind` and counts the rows any model put
+    /// above its threshold.
+    fn score_rows<'a>(
+        &mut self,
+        loaded: &Loaded,
+        kind: &str,
+        rows: impl ExactSizeIterator<Item = &'a [f64]>,
+    ) -> Vec<(Arc<Model>, model::Scores)> {
+        let n = rows.len();
+        let data: Vec<f32> = rows.flat_map(|r| r.iter().map(|v| *v as f32)).collect();
+        let results = self.run_models(loaded, kind, &data, n);
+        for i in 0..n {
+            if results.iter().any(|(m, s)| m.is_anomalous(s.score[i])) {
+                self.stats.above_threshold += 1;
+            }
+        }
+        results
     }
 
     fn score_flows(
@@ -300,18 +316,11 @@ impl Worker {
         scores: &mut Vec<ScoreRow>,
         alerts: &mut Vec<Alert>,
     ) {
-        let data: Vec<f32> = rows
-            .iter()
-            .flat_map(|r| r.values.iter().map(|v| *v as f32))
-            .collect();
-        let results = self.run_models(loaded, "flow", &data, rows.len());
+        let results = self.score_rows(loaded, "flow", rows.iter().map(|r| &r.values[..]));
         push_scores(&results, scores, |i| {
             (rows[i].ts, Some(rows[i].flow_id), None, None)
         });
         for (i, r) in rows.iter().enumerate() {
-            if results.iter().any(|(m, s)| m.is_anomalous(s.score[i])) {
-                self.stats.above_threshold += 1;
-            }
             let Some(verdicts) = self.verdict(&results, i) else {
                 continue;
             };
@@ -355,11 +364,7 @@ impl Worker {
         scores: &mut Vec<ScoreRow>,
         alerts: &mut Vec<Alert>,
     ) {
-        let data: Vec<f32> = rows
-            .iter()
-            .flat_map(|r| r.values.iter().map(|v| *v as f32))
-            .collect();
-        let results = self.run_models(loaded, "device", &data, rows.len());
+        let results = self.score_rows(loaded, "device", rows.iter().map(|r| &r.values[..]));
         push_scores(&results, scores, |i| {
             (
                 rows[i].window_start,
@@ -369,9 +374,6 @@ impl Worker {
             )
         });
         for (i, r) in rows.iter().enumerate() {
-            if results.iter().any(|(m, s)| m.is_anomalous(s.score[i])) {
-                self.stats.above_threshold += 1;
-            }
             let Some(verdicts) = self.verdict(&results, i) else {
                 continue;
             };
