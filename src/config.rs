@@ -432,13 +432,13 @@ impl Config {
         for t in self.retention.days.keys() {
             if !crate::store::retention::TABLES
                 .iter()
-                .any(|(n, _)| *n == t.as_str())
+                .any(|(n, _, _)| *n == t.as_str())
             {
                 return Err(ConfigError(format!(
                     "retention.days.{t}: no such table with retention (tables: {})",
                     crate::store::retention::TABLES
                         .iter()
-                        .map(|(n, _)| *n)
+                        .map(|(n, _, _)| *n)
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));

@@ -16,19 +16,22 @@ use duckdb::Connection;
 
 use crate::config::RetentionConfig;
 
-/// Tables with retention, their physical table and time column.
-pub const TABLES: &[(&str, &str)] = &[
-    ("flows", "ts"),
-    ("dns", "ts"),
-    ("tls", "ts"),
-    ("http", "ts"),
-    ("dhcp", "ts"),
-    ("names", "ts"),
-    ("capture_stats", "recorded_at"),
-    ("alerts", "ts"),
-    ("flow_features", "ts"),
-    ("device_features", "window_start"),
-    ("anomaly_scores", "ts"),
+/// Tables with retention: name, the time column rows age by, and a condition a row must
+/// also meet to be deleted. Alerts age by their last occurrence, and only once closed:
+/// an open alert stays until the lifecycle resolves it (`detect.resolve_after_secs`),
+/// whatever its age.
+pub const TABLES: &[(&str, &str, &str)] = &[
+    ("flows", "ts", "true"),
+    ("dns", "ts", "true"),
+    ("tls", "ts", "true"),
+    ("http", "ts", "true"),
+    ("dhcp", "ts", "true"),
+    ("names", "ts", "true"),
+    ("capture_stats", "recorded_at", "true"),
+    ("alerts", "last_ts", "state IN ('resolved', 'dismissed')"),
+    ("flow_features", "ts", "true"),
+    ("device_features", "window_start", "true"),
+    ("anomaly_scores", "ts", "true"),
 ];
 
 fn physical(table: &str) -> &str {
@@ -63,18 +66,16 @@ pub fn used_bytes(conn: &Connection) -> Result<u64, duckdb::Error> {
 
 fn delete_before(
     conn: &Connection,
-    table: &str,
-    col: &str,
+    (table, col, also): (&str, &str, &str),
     cutoff: DateTime<Utc>,
 ) -> Result<u64, duckdb::Error> {
-    // Alerts age by their last occurrence, and only once closed: an open alert stays
-    // until the lifecycle resolves it (detect.resolve_after_secs), whatever its age.
-    let sql = if table == "alerts" {
-        "DELETE FROM alerts WHERE last_ts < ? AND state IN ('resolved', 'dismissed')".to_string()
-    } else {
-        format!("DELETE FROM {} WHERE {col} < ?", physical(table))
-    };
-    let n = conn.execute(&sql, [crate::store::query::ts_value(cutoff)])?;
+    let n = conn.execute(
+        &format!(
+            "DELETE FROM {} WHERE {col} < ? AND ({also})",
+            physical(table)
+        ),
+        [crate::store::query::ts_value(cutoff)],
+    )?;
     Ok(n as u64)
 }
 
@@ -105,13 +106,13 @@ pub fn run_once(
         ..Default::default()
     };
     let mut total = std::collections::BTreeMap::<String, u64>::new();
-    for (table, col) in TABLES {
-        let days = cfg.days.get(*table).copied().unwrap_or(cfg.default_days);
+    for &t @ (table, _, _) in TABLES {
+        let days = cfg.days.get(table).copied().unwrap_or(cfg.default_days);
         if days == 0 {
             continue;
         }
         let cutoff = now - chrono::Duration::days(days as i64);
-        let n = delete_before(conn, table, col, cutoff)?;
+        let n = delete_before(conn, t, cutoff)?;
         *total.entry(table.to_string()).or_default() += n;
     }
     let mut deleted_any = total.values().any(|n| *n > 0);
@@ -139,8 +140,8 @@ pub fn run_once(
                 );
                 break;
             }
-            for (table, col) in TABLES {
-                let n = delete_before(conn, table, col, cutoff)?;
+            for &t @ (table, _, _) in TABLES {
+                let n = delete_before(conn, t, cutoff)?;
                 *total.entry(table.to_string()).or_default() += n;
             }
             report.days_dropped_for_size += 1;
