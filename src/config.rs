@@ -197,6 +197,48 @@ pub struct MlConfig {
     /// How often (seconds) the models folder is checked for changed files; 0: only on
     /// `POST /api/models/reload`.
     pub reload_check_secs: u64,
+    /// Retraining (`[ml.train]`: `POST /api/train`, `netguardian train`).
+    pub train: TrainConfig,
+}
+
+/// Retraining on the recent baseline (`src/detect/ml/train.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Days of baseline a run trains on, ending at the newest feature row.
+    pub days: u32,
+    /// Share of baseline rows above the alert threshold the models are fitted to.
+    pub contamination: f64,
+    /// Fewest feature rows of a kind (flow, device) in the window to train it at all.
+    pub min_rows: u64,
+    /// The trainer's command line (program and arguments, before the trainer's own
+    /// options). Empty: `python -m netguardian_models.train` with `trainer_dir` on
+    /// PYTHONPATH when that is set, else `netguardian-train-models` when on PATH (the Nix
+    /// package), else `python -m netguardian_models.train`.
+    pub command: Vec<String>,
+    /// Python interpreter with the trainer's requirements (`models/requirements.txt`).
+    pub python: String,
+    /// Folder holding the `netguardian_models` package (the repository's `models/`).
+    pub trainer_dir: Option<PathBuf>,
+    /// A trainer still running after this long is stopped and the run fails.
+    pub timeout_secs: u64,
+    /// Threads the trainer may use (OMP_NUM_THREADS): the capture keeps the others.
+    pub threads: u32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            days: 7,
+            contamination: 0.001,
+            min_rows: 1000,
+            command: Vec::new(),
+            python: "python3".into(),
+            trainer_dir: None,
+            timeout_secs: 7200,
+            threads: 1,
+        }
+    }
 }
 
 impl Default for MlConfig {
@@ -208,6 +250,7 @@ impl Default for MlConfig {
             min_score_margin: 0.0,
             require_agreement: true,
             reload_check_secs: 10,
+            train: TrainConfig::default(),
         }
     }
 }
@@ -498,6 +541,38 @@ impl Config {
                 "ml.models_dir must not be empty (leave it out for the default)".into(),
             ));
         }
+        let t = &ml.train;
+        let bad = |m: String| Err(ConfigError(m));
+        if !(1..=366).contains(&t.days) {
+            return bad(format!("ml.train.days must be 1..=366, got {}", t.days));
+        }
+        if !(t.contamination.is_finite() && t.contamination > 0.0 && t.contamination < 0.5) {
+            return bad(format!(
+                "ml.train.contamination must be above 0 and below 0.5, got {}",
+                t.contamination
+            ));
+        }
+        if !(10..=100_000_000).contains(&t.min_rows) {
+            return bad(format!(
+                "ml.train.min_rows must be 10..=100000000, got {}",
+                t.min_rows
+            ));
+        }
+        if t.command.first().is_some_and(|c| c.trim().is_empty()) {
+            return bad("ml.train.command must start with a program (or be empty)".into());
+        }
+        if t.python.trim().is_empty() {
+            return bad("ml.train.python must name a Python interpreter".into());
+        }
+        if t.timeout_secs == 0 {
+            return bad("ml.train.timeout_secs must be above 0".into());
+        }
+        if !(1..=64).contains(&t.threads) {
+            return bad(format!(
+                "ml.train.threads must be 1..=64, got {}",
+                t.threads
+            ));
+        }
         Ok(())
     }
 
@@ -558,6 +633,12 @@ mod tests {
         std::fs::write(&p, "[ml]\nthreshold = 3\n").unwrap();
         let err = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(err.contains("threshold"), "{err}");
+        std::fs::write(&p, "[ml.train]\ncontamination = 0.7\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("ml.train.contamination"), "{err}");
+        std::fs::write(&p, "[ml.train]\ndayz = 3\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("dayz"), "{err}");
         std::fs::write(&p, "[ml]\nmodels_dir = \"/x\"\nrequire_agreement = false\n").unwrap();
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.ml.models_dir, Some(PathBuf::from("/x")));

@@ -119,6 +119,38 @@ enum Cmd {
         #[arg(long)]
         encrypt: bool,
     },
+    /// Retrain the anomaly models on the recent baseline and install them: asks the
+    /// running service (`POST /api/train`), or with --db trains on a database directly.
+    Train {
+        /// Wait for the job to end, print what it did, and exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        /// Days of baseline, ending at the newest feature row (default ml.train.days).
+        #[arg(long)]
+        days: Option<u32>,
+        /// flow, device (comma-separated; default both).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Rows at or after this time (instead of --days).
+        #[arg(long)]
+        since: Option<String>,
+        /// Rows before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Share of baseline rows above the thresholds (default ml.train.contamination).
+        #[arg(long)]
+        contamination: Option<f64>,
+        /// Fewest rows a kind needs (default ml.train.min_rows).
+        #[arg(long)]
+        min_rows: Option<u64>,
+        /// Train on this database file directly (no service may have it open); the
+        /// models go to ml.models_dir. Implies --wait.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// The service's API (default: http:// and api.listen, loopback for a wildcard).
+        #[arg(long)]
+        api: Option<String>,
+    },
     /// Print the API bearer token (created by the first `serve`).
     Token,
     /// Print the OpenAPI document of the API.
@@ -184,6 +216,30 @@ fn main() -> ExitCode {
             encrypt,
         } => export(
             &cfg, format, tables, since, until, out, db, recipient, encrypt,
+        ),
+        Cmd::Train {
+            wait,
+            days,
+            kinds,
+            since,
+            until,
+            contamination,
+            min_rows,
+            db,
+            api,
+        } => train(
+            &cfg,
+            TrainArgs {
+                wait,
+                days,
+                kinds,
+                since,
+                until,
+                contamination,
+                min_rows,
+                db,
+                api,
+            },
         ),
         Cmd::Token => {
             let p = netguardian::service::token::path(&cfg.state_dir());
@@ -445,6 +501,172 @@ fn export(
         out.join(export::MANIFEST).display()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+struct TrainArgs {
+    wait: bool,
+    days: Option<u32>,
+    kinds: Vec<String>,
+    since: Option<String>,
+    until: Option<String>,
+    contamination: Option<f64>,
+    min_rows: Option<u64>,
+    db: Option<PathBuf>,
+    api: Option<String>,
+}
+
+/// `netguardian train`: a client of `POST /api/train` (what the nightly timer runs), or
+/// with `--db` the same job in this process.
+fn train(cfg: &Config, a: TrainArgs) -> anyhow::Result<ExitCode> {
+    use netguardian::detect::ml::train::{self, TrainError};
+    use netguardian::store::export::parse_time;
+    let parse = |v: &Option<String>, name: &str| -> Result<_, String> {
+        v.as_deref()
+            .map(|s| parse_time(s).map_err(|e| format!("--{name}: {e}")))
+            .transpose()
+    };
+    let (since, until) = match (parse(&a.since, "since"), parse(&a.until, "until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    let req = train::Request {
+        since,
+        until,
+        days: a.days,
+        kinds: a.kinds.clone(),
+        contamination: a.contamination,
+        min_rows: a.min_rows,
+    };
+    if let Some(db) = &a.db {
+        let store = Store::open_read_only(db)?;
+        let job = match train::run_now(&store, cfg, &req) {
+            Ok(j) => j,
+            Err(e @ TrainError::Invalid { .. }) => return usage(format!("--{e}")),
+            Err(e) => return Err(e.into()),
+        };
+        let v = serde_json::to_value(&job)?;
+        print_out(&train_summary(&v));
+        return Ok(if job.succeeded() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let base = match &a.api {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let mut addr: std::net::SocketAddr = cfg.api.listen.parse()?;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
+    };
+    let token_path = netguardian::service::token::path(&cfg.state_dir());
+    let token = netguardian::service::token::read(&token_path)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no API token at {}: is the service running with this state_dir (or pass --db)?",
+            token_path.display()
+        )
+    })?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let auth = format!("Bearer {token}");
+    let call = |r: Result<ureq::Response, ureq::Error>| -> anyhow::Result<serde_json::Value> {
+        match r {
+            Ok(resp) => Ok(resp.into_json()?),
+            Err(ureq::Error::Status(code, resp)) => {
+                let body: serde_json::Value = resp.into_json().unwrap_or_default();
+                let detail = body["detail"]
+                    .as_str()
+                    .or(body["title"].as_str())
+                    .unwrap_or("no detail");
+                anyhow::bail!("the service answered {code}: {detail}")
+            }
+            Err(e) => anyhow::bail!(
+                "cannot reach the service at {base}: {e} (is it running? --api URL, or --db FILE \
+                 to train without it)"
+            ),
+        }
+    };
+    let mut body = serde_json::json!({
+        "days": a.days, "contamination": a.contamination, "min_rows": a.min_rows,
+        "since": since, "until": until,
+    });
+    if !a.kinds.is_empty() {
+        body["kinds"] = serde_json::json!(a.kinds);
+    }
+    // Fields left unset are sent as null: the API treats them as absent.
+    let mut job = call(
+        agent
+            .post(&format!("{base}/api/train"))
+            .set("Authorization", &auth)
+            .send_json(body),
+    )?;
+    let id = job["id"].as_u64().unwrap_or(0);
+    if !a.wait {
+        print_out(&format!(
+            "training job {id} started; follow it with GET {base}/api/train/{id}"
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    while job["state"] == "running" {
+        std::thread::sleep(Duration::from_secs(2));
+        job = call(
+            agent
+                .get(&format!("{base}/api/train/{id}"))
+                .set("Authorization", &auth)
+                .call(),
+        )?;
+    }
+    print_out(&train_summary(&job));
+    Ok(if job["state"] == "done" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A few lines saying what a training job did (from its JSON form).
+fn train_summary(j: &serde_json::Value) -> String {
+    let mut out = format!(
+        "training job {}: {}, window {} .. {}",
+        j["id"],
+        j["state"].as_str().unwrap_or("?"),
+        j["since"].as_str().unwrap_or("-"),
+        j["until"].as_str().unwrap_or("-")
+    );
+    for k in j["kinds"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n{:<7} {:<8} {} rows",
+            k["kind"].as_str().unwrap_or("?"),
+            k["outcome"].as_str().unwrap_or("?"),
+            thousands(k["rows"].as_u64().unwrap_or(0)),
+        ));
+        for m in k["models"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "; {} threshold {:.6} (tract vs scikit-learn within {:.1e})",
+                m["file"].as_str().unwrap_or("?"),
+                m["threshold"].as_f64().unwrap_or(f64::NAN),
+                m["max_score_diff"].as_f64().unwrap_or(f64::NAN),
+            ));
+        }
+        if let Some(r) = k["reason"].as_str() {
+            out.push_str(&format!(": {r}"));
+        }
+    }
+    if let Some(e) = j["error"].as_str() {
+        out.push_str(&format!("\nerror: {e}"));
+    }
+    out.push_str(&format!(
+        "\nmodels    {}",
+        j["models_dir"].as_str().unwrap_or("?")
+    ));
+    out
 }
 
 fn capture(

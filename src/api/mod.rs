@@ -4,7 +4,7 @@
 //! at `/docs`, ReDoc at `/redoc`, and the committed `openapi/openapi.json`) is generated
 //! from the code. One file per resource: `status` (health, stats, config, interfaces),
 //! `capture` (capture control, uploads, jobs), `devices`, `flows`, `meta` (dns, tls,
-//! http, dhcp), `alerts`, `analytics`, `models` (anomaly models), `sql` (read-only
+//! http, dhcp), `alerts`, `analytics`, `models` (anomaly models), `train` (retraining jobs), `sql` (read-only
 //! SQL), `export` (export jobs); `ws` is the live stream; `auth` and `error` are shared
 //! by all.
 //!
@@ -23,6 +23,7 @@ pub mod meta;
 pub mod models;
 pub mod sql;
 pub mod status;
+pub mod train;
 pub mod ws;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub type Apis = (
     analytics::AnalyticsApi,
     capture::CaptureApi,
     models::ModelsApi,
+    train::TrainApi,
     sql::SqlApi,
     export::ExportApi,
 );
@@ -70,6 +72,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             analytics::AnalyticsApi,
             capture::CaptureApi,
             models::ModelsApi,
+            train::TrainApi,
             sql::SqlApi,
             export::ExportApi,
         ),

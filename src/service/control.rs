@@ -164,6 +164,8 @@ pub struct Control {
     models: Arc<crate::detect::ml::Registry>,
     /// Export jobs started through the API.
     exports: crate::store::export::Jobs,
+    /// Retraining jobs.
+    trainer: crate::detect::ml::train::Trainer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -191,7 +193,13 @@ impl Control {
             models: crate::detect::ml::Registry::new(&cfg),
             cfg,
             exports: Default::default(),
+            trainer: Default::default(),
         }
+    }
+
+    /// Retraining jobs started through the API.
+    pub fn trainer(&self) -> &crate::detect::ml::train::Trainer {
+        &self.trainer
     }
 
     /// The anomaly models in use.
@@ -548,6 +556,7 @@ impl Control {
 
     /// Waits for every job and stops the capture (graceful shutdown).
     pub fn shutdown(&self) {
+        self.trainer.shutdown();
         self.stop();
         let ids: Vec<u64> = lock(&self.jobs).keys().copied().collect();
         for id in ids {

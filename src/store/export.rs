@@ -536,9 +536,10 @@ fn rel(base: &Path, p: &Path) -> String {
 }
 
 /// Folders exports may write to while the database is restricted
-/// ([`Store::restrict`]): the API's export folder and every scheduled destination.
+/// ([`Store::restrict`]): the API's export folder, every scheduled destination, and the
+/// folder where retraining stages its data ([`crate::detect::ml::train::train_dir`]).
 pub fn allowed_dirs(cfg: &Config) -> Vec<PathBuf> {
-    let mut v = vec![cfg.export_dir()];
+    let mut v = vec![cfg.export_dir(), crate::detect::ml::train::train_dir(cfg)];
     v.extend(cfg.export.scheduled.iter().map(|s| s.dir.clone()));
     v
 }

@@ -11,9 +11,12 @@
 //!
 //! - [`model`]: one ONNX model (metadata check, batched scoring).
 //! - [`registry`]: the models in use, hot reload.
+//! - [`train`]: retraining jobs (baseline export, the Python trainer, validation in
+//!   tract, install, reload).
 
 pub mod model;
 pub mod registry;
+pub mod train;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
