@@ -3,6 +3,8 @@
 //! listens on the host end. Needs root (CI runs as root); skips with a message otherwise.
 
 use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -262,4 +264,127 @@ fn silent_interface_still_stops_on_time() {
         took < Duration::from_secs(15),
         "capture ignored its duration on a silent link: {took:?}"
     );
+}
+
+/// The least privilege the service needs, checked: `serve` as user nobody with only
+/// CAP_NET_RAW (ambient, as systemd's AmbientCapabilities= gives it) captures on an
+/// interface, and keeps no other capability.
+#[test]
+fn serve_captures_as_nobody_with_only_cap_net_raw() {
+    if let Err(why) = can_run() {
+        eprintln!("skipping unprivileged serve test: {why} (needs root, iproute2 and ping)");
+        return;
+    }
+    if !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipping unprivileged serve test: setpriv (util-linux) not installed");
+        return;
+    }
+    let env = Netns::create("ngr");
+    let peer_if = env.peer_if.clone();
+    sh(&["ip", "addr", "add", "10.214.0.1/24", "dev", &env.host_if]);
+    for args in [
+        vec!["ip", "addr", "add", "10.214.0.2/24", "dev", &peer_if],
+        vec!["ip", "link", "set", &peer_if, "up"],
+    ] {
+        let mut a = vec!["ip", "netns", "exec", &env.ns];
+        a.extend(args);
+        sh(&a);
+    }
+    // Everything nobody must reach: a traversable folder, the binary (a hard link, as
+    // the build folder under /root is not), its own state folder.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("netguardian");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_netguardian"), &bin).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_netguardian"), &bin).unwrap();
+    }
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all,+net_raw",
+            "--ambient-caps=-all,+net_raw",
+            "--bounding-set=-all,+net_raw",
+            "--",
+        ])
+        .arg(&bin)
+        .arg("serve")
+        .env("NETGUARDIAN_STATE_DIR", &state)
+        .env("NETGUARDIAN_CAPTURE__INTERFACE", &env.host_if)
+        .env("NETGUARDIAN_API__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("NETGUARDIAN_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("serve exited with {st}: {err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API never came up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| {
+                l[k.len()..]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), "65534 65534 65534 65534");
+    assert_eq!(field("CapEff:"), "0000000000002000", "only CAP_NET_RAW");
+    assert_eq!(field("CapPrm:"), "0000000000002000");
+    std::thread::sleep(Duration::from_millis(1000));
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &env.ns,
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "10.214.0.1",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let st = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(st.success(), "serve exited with {st}: {err}");
+    let store = netguardian::store::Store::open(&state.join("netguardian.duckdb")).unwrap();
+    let icmp: String = store
+        .connection()
+        .unwrap()
+        .query_row(
+            "SELECT proto || ' ' || conn_state || ' ' || orig_pkts || ' ' || resp_pkts FROM flows \
+             WHERE orig_addr = '10.214.0.2' AND resp_addr = '10.214.0.1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(icmp, "icmp SF 3 3");
 }

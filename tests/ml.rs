@@ -448,3 +448,95 @@ async fn the_api_scores_feature_items_like_the_trainer() {
         .await;
     r.assert_status(StatusCode::UNAUTHORIZED);
 }
+
+/// Starts `cmd` with memory-deny-write-execute (prctl PR_SET_MDWE, Linux 6.3+), what
+/// systemd's MemoryDenyWriteExecute=yes enforces; None when the kernel lacks it.
+fn spawn_mdwe(cmd: &mut std::process::Command) -> Option<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    const PR_SET_MDWE: libc::c_int = 65;
+    const PR_MDWE_REFUSE_EXEC_GAIN: libc::c_ulong = 1;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match cmd.output() {
+        Ok(o) => Some(o),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The service's unit sets MemoryDenyWriteExecute=yes: DuckDB and tract (which builds
+/// its kernels ahead of time, no JIT) must work under it. The whole pipeline with every
+/// test model runs under the same kernel restriction; a JIT would be refused.
+#[test]
+fn duckdb_and_tract_run_under_memory_deny_write_execute() {
+    // The restriction is real: a writable and executable mapping is refused.
+    let probe = spawn_mdwe(std::process::Command::new("python3").args([
+        "-c",
+        "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)",
+    ]));
+    let Some(probe) = probe else {
+        eprintln!("skipped: this kernel has no PR_SET_MDWE (Linux 6.3+)");
+        return;
+    };
+    assert!(
+        !probe.status.success()
+            && String::from_utf8_lossy(&probe.stderr).contains("Permission denied"),
+        "W+X mapping not refused: {probe:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    for f in std::fs::read_dir(data()).unwrap().flatten() {
+        if f.path().extension().is_some_and(|e| e == "onnx") {
+            std::fs::copy(f.path(), models.join(f.file_name())).unwrap();
+        }
+    }
+    let mut p = Pcap::default();
+    for i in 0..6 {
+        http_exchange(
+            &mut p,
+            T0 + i * 5_000_000,
+            (CLIENT_MAC, [192, 168, 1, 10]),
+            40000 + i as u16,
+            [93, 184, 216, 34],
+            b"hello",
+        );
+    }
+    let pcap = dir.path().join("t.pcap");
+    p.write(&pcap);
+    let db = dir.path().join("t.duckdb");
+    let out = spawn_mdwe(
+        std::process::Command::new(env!("CARGO_BIN_EXE_netguardian"))
+            .args(["analyze", "--no-progress", "--db"])
+            .arg(&db)
+            .arg(&pcap)
+            .env("NETGUARDIAN_ML__MODELS_DIR", &models)
+            .env("NETGUARDIAN_STATE_DIR", dir.path().join("state"))
+            .env_remove("NETGUARDIAN_CONFIG"),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::open(&db).unwrap();
+    let conn = store.connection().unwrap();
+    let (flows, scored): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM flows), \
+                    (SELECT count(DISTINCT model) FROM anomaly_scores WHERE kind = 'flow')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(flows, 6);
+    assert_eq!(scored, 2, "both flow models scored in tract");
+}

@@ -289,11 +289,7 @@ fn ts_literal(t: DateTime<Utc>) -> String {
 type Window = (DateTime<Utc>, DateTime<Utc>, BTreeMap<&'static str, u64>);
 
 /// Resolves the window and copies its rows to Parquet in `data`; rows per kind.
-fn export_window(
-    conn: &Connection,
-    plan: &Plan,
-    data: &Path,
-) -> Result<Window> {
+fn export_window(conn: &Connection, plan: &Plan, data: &Path) -> Result<Window> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let until = match plan.until {
         Some(u) => u,
