@@ -63,6 +63,7 @@ let
       ../src
       (lib.fileset.maybeMissing ../models)
       (lib.fileset.maybeMissing ../systemd)
+      (lib.fileset.maybeMissing ../config.example.toml)
     ];
   };
 in
@@ -116,6 +117,11 @@ rustPlatform.buildRustPackage {
       makeWrapper ${trainerPython}/bin/python3 "$out/bin/netguardian-train-models" \
         --prefix PYTHONPATH : "$out/lib/netguardian/python" \
         --add-flags "-m netguardian_models.train"
+    fi
+
+    # Every configuration key with its default, commented out.
+    if [ -f config.example.toml ]; then
+      install -Dm644 config.example.toml "$out/share/doc/netguardian/config.example.toml"
     fi
 
     # The systemd units, for use outside NixOS (NixOS uses nix/module.nix).

@@ -164,3 +164,67 @@ fn invalid_capture_filter_is_reported() {
         assert!(err.contains("lo"), "{err}");
     }
 }
+
+/// Dotted paths of every key in a TOML table (arrays of tables count as one key).
+fn key_paths(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(t) = v {
+        for (k, v) in t {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if matches!(v, toml::Value::Table(_)) {
+                key_paths(v, &p, out);
+            }
+            out.push(p);
+        }
+    }
+}
+
+/// config.example.toml (scripts/gen-config-example.py) lists every key with the code's
+/// default: uncommented, it parses to exactly `Config::default()` and has the same keys.
+#[test]
+fn the_example_config_lists_every_key_with_its_default() {
+    use netguardian::config::Config;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let uncommented: String = text
+        .lines()
+        .filter(|l| !l.starts_with("##"))
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        uncommented.lines().all(|l| !l.starts_with('#')),
+        "every line is a `## ` description or a `# ` setting"
+    );
+    let parsed: Config = toml::from_str(&uncommented)
+        .unwrap_or_else(|e| panic!("config.example.toml, uncommented: {e}"));
+    assert!(
+        parsed == Config::default(),
+        "config.example.toml disagrees with the code's defaults; run scripts/gen-config-example.py"
+    );
+    let (mut have, mut want) = (Vec::new(), Vec::new());
+    key_paths(&toml::from_str(&uncommented).unwrap(), "", &mut have);
+    key_paths(
+        &toml::Value::try_from(Config::default()).unwrap(),
+        "",
+        &mut want,
+    );
+    have.sort();
+    want.sort();
+    assert_eq!(have, want, "keys of config.example.toml vs the code's");
+    // Options unset by default are described with an example value.
+    for key in [
+        "state_dir =",
+        "models_dir =",
+        "trainer_dir =",
+        "passphrase =",
+    ] {
+        assert!(
+            text.contains(&format!("## (unset by default) {key}")),
+            "{key}"
+        );
+    }
+}
