@@ -35,6 +35,29 @@ pub struct Config {
     pub detect: crate::detect::DetectConfig,
     /// Anomaly models (`[ml]`): feature tables, scoring, `anomaly` alerts.
     pub ml: MlConfig,
+    /// The daemon itself (`[service]`).
+    pub service: ServiceConfig,
+}
+
+/// How `serve` runs when started as root (outside systemd, whose unit starts it
+/// unprivileged already).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Started as root, `serve` switches to this user (and its group) before opening
+    /// anything, keeping only CAP_NET_RAW (and CAP_NET_BIND_SERVICE for an API port below
+    /// 1024); the state directory is handed to it. The default "netguardian" falls back
+    /// to "nobody" when no such user exists. "root" keeps running as root (not
+    /// recommended).
+    pub user: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            user: "netguardian".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -539,6 +562,11 @@ impl Config {
         {
             return Err(ConfigError(
                 "ml.models_dir must not be empty (leave it out for the default)".into(),
+            ));
+        }
+        if self.service.user.trim().is_empty() {
+            return Err(ConfigError(
+                "service.user must name a user (\"root\" to keep running as root)".into(),
             ));
         }
         let t = &ml.train;

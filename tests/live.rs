@@ -279,11 +279,39 @@ fn serve_captures_as_nobody_with_only_cap_net_raw() {
         eprintln!("skipping unprivileged serve test: setpriv (util-linux) not installed");
         return;
     }
-    let env = Netns::create("ngr");
+    unprivileged_serve("ngr", 214, true);
+}
+
+/// Started as root outside systemd, `serve` becomes service.user first thing, with only
+/// CAP_NET_RAW (also in the bounding set), no-new-privileges and no supplementary
+/// groups, and hands it the state folder it creates.
+#[test]
+fn serve_started_as_root_drops_to_the_service_user() {
+    if let Err(why) = can_run() {
+        eprintln!("skipping privilege-drop test: {why} (needs root, iproute2 and ping)");
+        return;
+    }
+    unprivileged_serve("ngd", 215, false);
+}
+
+/// Runs `serve` on a veth (10.{net}.0.1) either through setpriv as nobody or as root
+/// with service.user = nobody, checks its credentials, pings across, and checks the
+/// flow was stored.
+fn unprivileged_serve(tag: &str, net: u8, via_setpriv: bool) {
+    let env = Netns::create(tag);
     let peer_if = env.peer_if.clone();
-    sh(&["ip", "addr", "add", "10.214.0.1/24", "dev", &env.host_if]);
+    let (host_ip, peer_ip) = (format!("10.{net}.0.1"), format!("10.{net}.0.2"));
+    sh(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{host_ip}/24"),
+        "dev",
+        &env.host_if,
+    ]);
+    let peer_cidr = format!("{peer_ip}/24");
     for args in [
-        vec!["ip", "addr", "add", "10.214.0.2/24", "dev", &peer_if],
+        vec!["ip", "addr", "add", &peer_cidr, "dev", &peer_if],
         vec!["ip", "link", "set", &peer_if, "up"],
     ] {
         let mut a = vec!["ip", "netns", "exec", &env.ns];
@@ -299,15 +327,16 @@ fn serve_captures_as_nobody_with_only_cap_net_raw() {
         std::fs::copy(env!("CARGO_BIN_EXE_netguardian"), &bin).unwrap();
     }
     let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new("setpriv")
-        .args([
+    let mut cmd = if via_setpriv {
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args([
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
@@ -316,7 +345,14 @@ fn serve_captures_as_nobody_with_only_cap_net_raw() {
             "--bounding-set=-all,+net_raw",
             "--",
         ])
-        .arg(&bin)
+        .arg(&bin);
+        c
+    } else {
+        let mut c = Command::new(&bin);
+        c.env("NETGUARDIAN_SERVICE__USER", "nobody");
+        c
+    };
+    let mut child = cmd
         .arg("serve")
         .env("NETGUARDIAN_STATE_DIR", &state)
         .env("NETGUARDIAN_CAPTURE__INTERFACE", &env.host_if)
@@ -353,20 +389,26 @@ fn serve_captures_as_nobody_with_only_cap_net_raw() {
             .unwrap_or_default()
     };
     assert_eq!(field("Uid:"), "65534 65534 65534 65534");
+    assert_eq!(field("Gid:"), "65534 65534 65534 65534");
+    assert_eq!(field("Groups:"), "");
     assert_eq!(field("CapEff:"), "0000000000002000", "only CAP_NET_RAW");
     assert_eq!(field("CapPrm:"), "0000000000002000");
+    assert_eq!(field("CapBnd:"), "0000000000002000");
+    if !via_setpriv {
+        assert_eq!(field("NoNewPrivs:"), "1");
+        let md = std::fs::metadata(state.join("netguardian.duckdb")).unwrap();
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&md),
+                std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&state).unwrap())
+            ),
+            (65534, 65534),
+            "the database and the state folder belong to the service user"
+        );
+    }
     std::thread::sleep(Duration::from_millis(1000));
     sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &env.ns,
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "10.214.0.1",
+        "ip", "netns", "exec", &env.ns, "ping", "-c", "3", "-i", "0.2", &host_ip,
     ]);
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on our own child's pid.
@@ -380,8 +422,10 @@ fn serve_captures_as_nobody_with_only_cap_net_raw() {
         .connection()
         .unwrap()
         .query_row(
-            "SELECT proto || ' ' || conn_state || ' ' || orig_pkts || ' ' || resp_pkts FROM flows \
-             WHERE orig_addr = '10.214.0.2' AND resp_addr = '10.214.0.1'",
+            &format!(
+                "SELECT proto || ' ' || conn_state || ' ' || orig_pkts || ' ' || resp_pkts \
+                 FROM flows WHERE orig_addr = '{peer_ip}' AND resp_addr = '{host_ip}'"
+            ),
             [],
             |r| r.get(0),
         )

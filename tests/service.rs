@@ -58,9 +58,14 @@ fn collect(
 
 #[test]
 fn notify_ready_status_watchdog_stopping_and_clean_exit() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    // Run as root (CI), the service becomes "nobody" first thing: it must reach its
+    // state folder and the notify socket, as with systemd's.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
+    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o777)).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let pcap = capture(dir.path());
@@ -71,6 +76,7 @@ fn notify_ready_status_watchdog_stopping_and_clean_exit() {
         .env("WATCHDOG_USEC", "1000000")
         .env("NETGUARDIAN_STATE_DIR", dir.path().join("state"))
         .env("NETGUARDIAN_API__LISTEN", "127.0.0.1:0")
+        .env("NETGUARDIAN_SERVICE__USER", "nobody")
         .env_remove("NETGUARDIAN_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -161,4 +167,46 @@ fn bad_config_exits_78_without_ready() {
 
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Started as root, `serve` refuses to go on when it cannot become its user or that
+/// user cannot write its state folder, naming what is wrong (root only).
+#[test]
+fn privilege_drop_failures_are_named() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping privilege-drop failure test: not root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Mode 0700 and root's: nobody cannot enter it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pcap = capture(dir.path());
+    for (user, says) in [
+        (
+            "nosuchuser",
+            "service.user \"nosuchuser\" does not exist".to_string(),
+        ),
+        (
+            "nobody",
+            format!(
+                "user nobody cannot write in {}",
+                dir.path().join("state").display()
+            ),
+        ),
+    ] {
+        let out = Command::new("timeout")
+            .args(["30", BIN, "serve", "--pcap"])
+            .arg(&pcap)
+            .env("NETGUARDIAN_STATE_DIR", dir.path().join("state"))
+            .env("NETGUARDIAN_API__LISTEN", "127.0.0.1:0")
+            .env("NETGUARDIAN_SERVICE__USER", user)
+            .env_remove("NETGUARDIAN_CONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{user}: {err}");
+        assert!(err.contains(&says), "{user}: {err}");
+    }
 }

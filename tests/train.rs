@@ -548,7 +548,9 @@ fn train_wait_drives_a_running_service() {
     std::fs::write(
         &conf,
         format!(
-            "state_dir = {state:?}\n[api]\nlisten = \"127.0.0.1:{port}\"\n\
+            // As root (CI) the service stays root: the stand-in trainer writes into
+            // this test's private folder.
+            "state_dir = {state:?}\n[service]\nuser = \"root\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n\
              [ml.train]\nmin_rows = 10\ncommand = {}\n",
             serde_json::to_string(&cmd).unwrap()
         ),

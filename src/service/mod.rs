@@ -7,11 +7,13 @@
 //! - [`logging`]: journald when started by systemd, human-readable stderr otherwise.
 //! - [`maintenance`]: retention and scheduled exports in the background.
 //! - [`token`]: the API bearer token in the state directory.
+//! - [`privilege`]: started as root, become an unprivileged user keeping CAP_NET_RAW.
 
 pub mod control;
 pub mod logging;
 pub mod maintenance;
 pub mod notify;
+pub mod privilege;
 pub mod stream;
 pub mod token;
 
@@ -43,11 +45,15 @@ pub fn db_path(cfg: &Config) -> PathBuf {
 
 /// Runs the service until SIGTERM/SIGINT. Returns after every flow is stored.
 pub fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    let db = opts.db.clone().unwrap_or_else(|| db_path(&cfg));
+    // First, while this is the only thread: as root, become service.user.
+    if let Some(d) = privilege::drop_root(&cfg, &db).context("cannot drop root privileges")? {
+        tracing::info!(user = %d.user, uid = d.uid, gid = d.gid, capabilities = ?d.caps, "started as root; now running unprivileged");
+    }
     let state_dir = cfg.state_dir();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
     let token = token::load_or_create(&state_dir)?;
-    let db = opts.db.clone().unwrap_or_else(|| db_path(&cfg));
     let store = Arc::new(Store::open(&db)?);
     tracing::info!(db = %db.display(), "database open");
     // From here on DuckDB touches no file outside the export folders (the SQL sandbox
