@@ -457,13 +457,18 @@ async fn alerts_lifecycle_and_threats_alias() {
         .send()
         .await;
     r.assert_status_is_ok();
-    // A dismissed alert cannot be acknowledged.
+    // A dismissed alert cannot be acknowledged; the problem says why.
     let r = c
         .post(format!("/api/alerts/{id}/acknowledge"))
         .header(k, t.clone())
         .send()
         .await;
-    problem(r, StatusCode::CONFLICT).await;
+    let p = problem(r, StatusCode::CONFLICT).await;
+    assert_eq!(p["title"], "alert cannot become acknowledged");
+    assert_eq!(
+        p["detail"],
+        format!("alert {id} is dismissed; it cannot become acknowledged")
+    );
     let r = c
         .post("/api/alerts/999/dismiss")
         .header(k, t.clone())

@@ -80,6 +80,10 @@ fn lifecycle_error(e: LifecycleError) -> ApiError {
         LifecycleError::UnknownRule(r) => {
             ApiError::bad_request("rule", format!("unknown rule {r:?}"))
         }
+        e @ LifecycleError::Transition { to, .. } => ApiError::conflict(
+            format!("alert cannot become {}", to.as_str()),
+            e.to_string(),
+        ),
         LifecycleError::Db(e) => ApiError::internal(e),
     }
 }
@@ -269,31 +273,13 @@ async fn get_alert(state: &ApiState, id: i64) -> ApiResult<Alert> {
 }
 
 /// Moves an alert to `to`; `from` lists the states that allow it.
-async fn transition(
-    state: &ApiState,
-    id: i64,
-    to: &'static str,
-    from: &'static [&'static str],
-) -> ApiResult<Alert> {
-    let current = get_alert(state, id).await?;
-    if current.state == to {
-        return Ok(current);
-    }
-    if !from.contains(&current.state.as_str()) {
-        return Err(ApiError::conflict(
-            format!("alert cannot become {to}"),
-            format!("alert {id} is {}", current.state),
-        ));
-    }
+/// Moves an alert through the lifecycle's own transition rules.
+async fn transition(state: &ApiState, id: i64, to: lifecycle::AlertState) -> ApiResult<Alert> {
     state
         .db
-        .run(move |c| {
-            c.execute(
-                "UPDATE alerts SET state = ? WHERE id = ?",
-                duckdb::params![to, id],
-            )
-        })
-        .await?;
+        .run(move |c| Ok(lifecycle::set_state(c, id, to)))
+        .await?
+        .map_err(lifecycle_error)?;
     get_alert(state, id).await
 }
 
@@ -414,7 +400,7 @@ impl AlertsApi {
         id: Path<i64>,
     ) -> ApiResult<Json<Alert>> {
         Ok(Json(
-            transition(&state, id.0, "acknowledged", &["active"]).await?,
+            transition(&state, id.0, lifecycle::AlertState::Acknowledged).await?,
         ))
     }
 
@@ -427,13 +413,7 @@ impl AlertsApi {
         id: Path<i64>,
     ) -> ApiResult<Json<Alert>> {
         Ok(Json(
-            transition(
-                &state,
-                id.0,
-                "dismissed",
-                &["active", "acknowledged", "resolved"],
-            )
-            .await?,
+            transition(&state, id.0, lifecycle::AlertState::Dismissed).await?,
         ))
     }
 
@@ -446,7 +426,7 @@ impl AlertsApi {
         id: Path<i64>,
     ) -> ApiResult<Json<Alert>> {
         Ok(Json(
-            transition(&state, id.0, "resolved", &["active", "acknowledged"]).await?,
+            transition(&state, id.0, lifecycle::AlertState::Resolved).await?,
         ))
     }
 
@@ -459,13 +439,7 @@ impl AlertsApi {
         id: Path<i64>,
     ) -> ApiResult<Json<Alert>> {
         Ok(Json(
-            transition(
-                &state,
-                id.0,
-                "active",
-                &["acknowledged", "dismissed", "resolved"],
-            )
-            .await?,
+            transition(&state, id.0, lifecycle::AlertState::Active).await?,
         ))
     }
 

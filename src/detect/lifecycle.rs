@@ -68,6 +68,19 @@ impl AlertState {
         }
     }
 
+    /// The states an alert can move to `self` from (the API and the library share
+    /// these): acknowledge an active alert; dismiss anything not dismissed; resolve an
+    /// open one; reopen a closed or acknowledged one.
+    pub fn reachable_from(self) -> &'static [AlertState] {
+        use AlertState::*;
+        match self {
+            Acknowledged => &[Active],
+            Dismissed => &[Active, Acknowledged, Resolved],
+            Resolved => &[Active, Acknowledged],
+            Active => &[Acknowledged, Dismissed, Resolved],
+        }
+    }
+
     pub fn parse(s: &str) -> Option<AlertState> {
         [
             AlertState::Active,
@@ -107,6 +120,12 @@ pub enum LifecycleError {
     UnknownMute(i64),
     #[error("unknown rule {0:?} (rules: {list})", list = RULE_IDS.join(", "))]
     UnknownRule(String),
+    #[error("alert {id} is {}; it cannot become {}", from.as_str(), to.as_str())]
+    Transition {
+        id: i64,
+        from: AlertState,
+        to: AlertState,
+    },
     #[error("database error: {0}")]
     Db(#[from] duckdb::Error),
 }
@@ -555,13 +574,30 @@ fn load_mutes(conn: &Connection) -> duckdb::Result<Vec<Mute>> {
     rows.collect()
 }
 
-fn set_state(conn: &Connection, id: i64, state: AlertState) -> Result<(), LifecycleError> {
+/// Moves alert `id` to `to` when [`AlertState::reachable_from`] allows it; already in
+/// `to` is not an error.
+pub fn set_state(conn: &Connection, id: i64, to: AlertState) -> Result<(), LifecycleError> {
+    let cur: Option<String> = conn
+        .query_row("SELECT state FROM alerts WHERE id = ?", params![id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let cur = cur.ok_or(LifecycleError::UnknownAlert(id))?;
+    let from = AlertState::parse(&cur).unwrap_or(AlertState::Active);
+    if from == to {
+        return Ok(());
+    }
+    if !to.reachable_from().contains(&from) {
+        return Err(LifecycleError::Transition { id, from, to });
+    }
+    // Only from the state just read: a concurrent change makes this a no-op, not a
+    // transition the rules do not allow.
     let n = conn.execute(
-        "UPDATE alerts SET state = ? WHERE id = ?",
-        params![state.as_str(), id],
+        "UPDATE alerts SET state = ? WHERE id = ? AND state = ?",
+        params![to.as_str(), id, cur],
     )?;
     if n == 0 {
-        return Err(LifecycleError::UnknownAlert(id));
+        return Err(LifecycleError::Transition { id, from, to });
     }
     Ok(())
 }
@@ -769,6 +805,13 @@ mod tests {
         lc.persist(&[alert(T0 + 2 * SEC, "dga", Severity::High, "p", 3)]);
         assert_eq!(row(&store, a).0, "dismissed");
         assert_eq!(row(&store, a).1, 3);
+        // A dismissed alert is reopened before it can be resolved.
+        let e = resolve(&conn, a).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("alert {a} is dismissed; it cannot become resolved")
+        );
+        reopen(&conn, a).unwrap();
         resolve(&conn, a).unwrap();
         let s = lc.persist(&[alert(T0 + 3 * SEC, "dga", Severity::High, "p", 4)]);
         assert!(s[0].new && s[0].id != a);
