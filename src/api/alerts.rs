@@ -515,12 +515,7 @@ impl AlertsApi {
                     until,
                     b.reason.as_deref(),
                 )
-                .and_then(|id| {
-                    lifecycle::list_mutes(c)?
-                        .into_iter()
-                        .find(|m| m.id == id)
-                        .ok_or(lifecycle::LifecycleError::UnknownMute(id))
-                }))
+                .and_then(|id| lifecycle::get_mute(c, id)))
             })
             .await?
             .map_err(lifecycle_error)?;
@@ -538,16 +533,7 @@ impl AlertsApi {
         let id = id.0;
         let removed = state
             .db
-            .run(move |c| {
-                Ok(lifecycle::list_mutes(c).and_then(|all| {
-                    let m = all
-                        .into_iter()
-                        .find(|m| m.id == id)
-                        .ok_or(lifecycle::LifecycleError::UnknownMute(id))?;
-                    lifecycle::unmute(c, id)?;
-                    Ok(m)
-                }))
-            })
+            .run(move |c| Ok(lifecycle::unmute(c, id)))
             .await?
             .map_err(lifecycle_error)?;
         Ok(Json(MuteOut::from(removed)))

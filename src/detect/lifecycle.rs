@@ -554,11 +554,16 @@ pub fn seed_engine(conn: &Connection, engine: &mut super::Engine) -> duckdb::Res
 }
 
 fn load_mutes(conn: &Connection) -> duckdb::Result<Vec<Mute>> {
+    load_mutes_where(conn, None)
+}
+
+/// Every mute, or only the one with id `only`.
+fn load_mutes_where(conn: &Connection, only: Option<i64>) -> duckdb::Result<Vec<Mute>> {
     let mut st = conn.prepare(
         "SELECT id, rule, device_mac, peer, epoch_us(created_at), epoch_us(until), reason, suppressed, \
-         epoch_us(last_suppressed) FROM alert_mutes ORDER BY id",
+         epoch_us(last_suppressed) FROM alert_mutes WHERE ?::BIGINT IS NULL OR id = ? ORDER BY id",
     )?;
-    let rows = st.query_map([], |r| {
+    let rows = st.query_map(params![only, only], |r| {
         Ok(Mute {
             id: r.get(0)?,
             rule: r.get(1)?,
@@ -655,12 +660,21 @@ pub fn list_mutes(conn: &Connection) -> Result<Vec<Mute>, LifecycleError> {
     Ok(load_mutes(conn)?)
 }
 
-pub fn unmute(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
+/// One mute by id.
+pub fn get_mute(conn: &Connection, id: i64) -> Result<Mute, LifecycleError> {
+    load_mutes_where(conn, Some(id))?
+        .pop()
+        .ok_or(LifecycleError::UnknownMute(id))
+}
+
+/// Removes a mute; returns it as it was.
+pub fn unmute(conn: &Connection, id: i64) -> Result<Mute, LifecycleError> {
+    let m = get_mute(conn, id)?;
     let n = conn.execute("DELETE FROM alert_mutes WHERE id = ?", params![id])?;
     if n == 0 {
         return Err(LifecycleError::UnknownMute(id));
     }
-    Ok(())
+    Ok(m)
 }
 
 /// The risk score of one device (0 when it has no open alerts), from the view
@@ -862,7 +876,7 @@ mod tests {
         assert_eq!(s.len(), 1);
         // Unmuted: mutes gone; unknown ids and rules are errors.
         let m2 = mute(&conn, "beaconing", None, Some("9.9.9.9"), None, None).unwrap();
-        unmute(&conn, m).unwrap();
+        assert_eq!(unmute(&conn, m).unwrap().id, m, "returns the mute removed");
         assert!(matches!(
             unmute(&conn, m),
             Err(LifecycleError::UnknownMute(_))
