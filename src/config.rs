@@ -206,8 +206,8 @@ impl Default for ApiConfig {
 pub struct MlConfig {
     /// Run the `ng-ml` thread (feature tables, scoring). Off: no features, no scores.
     pub enabled: bool,
-    /// Folder of `*.onnx` models. Empty: `<state_dir>/models` (copy the shipped
-    /// `models/default/*.onnx` there, or point this at that folder).
+    /// Folder of `*.onnx` models (must exist when set). Empty: `<state_dir>/models`
+    /// (copy the shipped `models/default/*.onnx` there, or point this at that folder).
     pub models_dir: Option<PathBuf>,
     /// Feature rows written and scored together (also flushed every 0.5 s).
     pub batch_size: usize,
@@ -388,6 +388,28 @@ impl Default for SqlConfig {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// Adds where the first key named in `e` was set (a file, or an environment variable),
+/// unless it is a default.
+fn with_source(fig: &Figment, e: ConfigError) -> ConfigError {
+    let key =
+        e.0.split(|c: char| c.is_whitespace() || c == '[')
+            .map(|t| t.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')))
+            .find(|t| t.contains('.') || *t == "state_dir");
+    let Some(key) = key else { return e };
+    let Some(md) = fig.find_metadata(key) else {
+        return e;
+    };
+    let from = match &md.source {
+        Some(figment::Source::File(p)) => format!("set in {}", p.display()),
+        _ if md.name.contains("environment") => format!(
+            "set by NETGUARDIAN_{}",
+            key.to_ascii_uppercase().replace('.', "__")
+        ),
+        _ => return e,
+    };
+    ConfigError(format!("{} ({from})", e.0))
+}
+
 impl Config {
     /// Defaults < TOML file (if `path` exists, or always when given explicitly) <
     /// `NETGUARDIAN_*` environment.
@@ -418,8 +440,67 @@ impl Config {
             let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             ConfigError(msgs.join("; "))
         })?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| with_source(&fig, e))?;
         Ok(cfg)
+    }
+
+    /// Checks that need the file system: folders the configuration names exist. The
+    /// message names the key, its value and where it was set.
+    pub fn check_paths(&self, path: Option<&Path>) -> Result<(), ConfigError> {
+        let dir_ok = |key: &str, p: &Path, must_hold: Option<&str>| -> Result<(), ConfigError> {
+            let err = |why: String| {
+                Err(ConfigError(format!(
+                    "{key} = {:?}: {why}",
+                    p.display().to_string()
+                )))
+            };
+            match std::fs::read_dir(p) {
+                Err(e) => err(format!("cannot read that folder ({e})")),
+                Ok(_) => match must_hold {
+                    Some(f) if !p.join(f).exists() => err(format!("it has no {f}")),
+                    _ => Ok(()),
+                },
+            }
+        };
+        let res = (|| {
+            if let Some(d) = &self.ml.models_dir {
+                dir_ok("ml.models_dir", d, None)?;
+            }
+            if let Some(d) = &self.ml.train.trainer_dir {
+                dir_ok("ml.train.trainer_dir", d, Some("netguardian_models"))?;
+            }
+            if let Some(s) = &self.state_dir
+                && s.exists()
+                && !s.is_dir()
+            {
+                return Err(ConfigError(format!(
+                    "state_dir = {:?}: not a folder",
+                    s.display().to_string()
+                )));
+            }
+            Ok(())
+        })();
+        res.map_err(|e| match Config::figment(path) {
+            Ok(fig) => with_source(&fig, e),
+            Err(_) => e,
+        })
+    }
+
+    /// The layered providers of [`Config::load`] (for finding where a key was set).
+    fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) => fig = fig.merge(Toml::file_exact(p)),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH))
+            }
+            None => {}
+        }
+        Ok(fig.merge(
+            Env::prefixed("NETGUARDIAN_")
+                .split("__")
+                .ignore(&["config", "log"]),
+        ))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -190,6 +190,10 @@ fn main() -> ExitCode {
             summary_json,
         } => capture(cfg, interface, filter, db, duration, summary_json),
         Cmd::Serve { pcap, db } => {
+            if let Err(e) = cfg.check_paths(cli.config.as_deref()) {
+                eprintln!("netguardian: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             if let Err(e) = check_serve(&cfg, pcap.as_deref()) {
                 eprintln!("netguardian: invalid configuration: {e}");
                 return ExitCode::from(EXIT_CONFIG);
@@ -260,6 +264,10 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CheckConfig => {
+            if let Err(e) = cfg.check_paths(cli.config.as_deref()) {
+                eprintln!("netguardian: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             print_out(&toml::to_string_pretty(&cfg).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }

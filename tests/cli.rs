@@ -228,3 +228,61 @@ fn the_example_config_lists_every_key_with_its_default() {
         );
     }
 }
+
+/// A bad value is named with where it was set (the file or the environment variable),
+/// and folders the configuration names must exist: `check-config` exits 78 like `serve`.
+#[test]
+fn config_errors_name_the_key_value_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.toml");
+    std::fs::write(&conf, "[ml]\nbatch_size = 0\n").unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let out = bin()
+            .args(["--config", conf.to_str().unwrap(), "check-config"])
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains(&format!(
+            "ml.batch_size must be 1..=65536 rows, got 0 (set in {})",
+            conf.display()
+        )),
+        "{err}"
+    );
+    std::fs::write(&conf, "[ml]\nmodels_dir = \"/nonexistent/models\"\n").unwrap();
+    let (code, err) = run(&[("NETGUARDIAN_FLOW__MAX_FLOWS", "0")]);
+    assert_eq!(code, Some(78));
+    assert!(err.contains("set by NETGUARDIAN_FLOW__MAX_FLOWS"), "{err}");
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains(&format!(
+            "ml.models_dir = \"/nonexistent/models\": cannot read that folder (No such file or directory (os error 2)) (set in {})",
+            conf.display()
+        )),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        ("NETGUARDIAN_ML__MODELS_DIR", dir.path().to_str().unwrap()),
+        (
+            "NETGUARDIAN_ML__TRAIN__TRAINER_DIR",
+            dir.path().to_str().unwrap(),
+        ),
+    ]);
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("ml.train.trainer_dir")
+            && err.contains("it has no netguardian_models")
+            && err.contains("set by NETGUARDIAN_ML__TRAIN__TRAINER_DIR"),
+        "{err}"
+    );
+    std::fs::write(&conf, format!("[ml]\nmodels_dir = {:?}\n", dir.path())).unwrap();
+    assert_eq!(run(&[]).0, Some(0));
+}
