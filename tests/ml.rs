@@ -540,3 +540,54 @@ fn duckdb_and_tract_run_under_memory_deny_write_execute() {
     assert_eq!(flows, 6);
     assert_eq!(scored, 2, "both flow models scored in tract");
 }
+
+/// A restart (a second run on the same database) does not make every destination new:
+/// the destinations of the stored flows are primed, so only the first run counts them.
+#[test]
+fn stored_flows_prime_new_destinations_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pcap::default();
+    for i in 0..4 {
+        http_exchange(
+            &mut p,
+            T0 + i * 5_000_000,
+            (CLIENT_MAC, [192, 168, 1, 10]),
+            40000 + i as u16,
+            [93, 184, 216, 34 + i as u8],
+            b"hello",
+        );
+    }
+    let pcap = dir.path().join("t.pcap");
+    p.write(&pcap);
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let run = || {
+        pipeline::run(
+            &Config::default(),
+            &store,
+            Input::Files(vec![pcap.clone()]),
+            Arc::new(Progress::default()),
+            Arc::new(AtomicBool::new(false)),
+            None,
+        )
+        .unwrap()
+    };
+    let conn = store.connection().unwrap();
+    let q = |sql: &str| -> f64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let sum = "SELECT coalesce(sum(exp(new_destinations_log) - 1), 0) FROM device_features";
+    run();
+    let first = q(sum);
+    assert!(
+        (first - 4.0).abs() < 1e-9,
+        "4 destinations new in the first run: {first}"
+    );
+    run();
+    assert_eq!(
+        q("SELECT count(*)::DOUBLE FROM device_features"),
+        2.0 * q("SELECT count(DISTINCT (window_start, mac))::DOUBLE FROM device_features")
+    );
+    assert!(
+        (q(sum) - first).abs() < 1e-9,
+        "the second run finds nothing new: {}",
+        q(sum)
+    );
+}

@@ -184,6 +184,55 @@ impl DeviceWindows {
         }
     }
 
+    /// Marks (device, peer) pairs as already seen, so that a restart does not make
+    /// every destination of the first windows look new. Returns how many were added.
+    pub fn prime(&mut self, pairs: impl IntoIterator<Item = ([u8; 6], IpAddr)>) -> usize {
+        let before = self.seen.len();
+        for p in pairs {
+            if self.seen.len() >= SEEN_CAP {
+                break;
+            }
+            self.seen.insert(p);
+        }
+        self.seen.len() - before
+    }
+
+    /// The (device, peer) pairs of the stored flows of the last `days` before the newest
+    /// one (packet time), as [`DeviceWindows::on_flow`] would have seen them: what
+    /// [`DeviceWindows::prime`] takes at start.
+    pub fn seen_in_store(
+        conn: &duckdb::Connection,
+        is_local: &dyn Fn(IpAddr) -> bool,
+        days: u32,
+    ) -> duckdb::Result<Vec<([u8; 6], IpAddr)>> {
+        let mut st = conn.prepare(&format!(
+            "SELECT DISTINCT orig_mac, orig_addr, resp_mac, resp_addr FROM flows \
+             WHERE ts >= (SELECT max(ts) FROM flows) - INTERVAL {days} DAY LIMIT {SEEN_CAP}"
+        ))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mac = |m: Option<String>| m.as_deref().and_then(crate::detect::config::parse_mac);
+        let mut out = Vec::new();
+        for row in rows {
+            let (om, oa, rm, ra) = row?;
+            let (Ok(oa), Ok(ra)) = (oa.parse::<IpAddr>(), ra.parse::<IpAddr>()) else {
+                continue;
+            };
+            if let Some((m, is_orig)) =
+                super::features::device_of(is_local, (oa, mac(om)), (ra, mac(rm)))
+            {
+                out.push((m, if is_orig { ra } else { oa }));
+            }
+        }
+        Ok(out)
+    }
+
     fn acc(&mut self, ts: i64, mac: [u8; 6]) -> Option<&mut Acc> {
         let w = window_of(ts).max(self.open_from);
         let win = self.windows.entry(w).or_default();
@@ -391,6 +440,28 @@ mod tests {
                 over_tcp: false,
             }),
         }
+    }
+
+    /// Destinations primed from stored flows (a restart) are not new; others still are.
+    #[test]
+    fn primed_destinations_are_not_new() {
+        let mut w = windows();
+        assert_eq!(
+            w.prime([
+                (DEV, "8.8.8.8".parse().unwrap()),
+                (DEV, "8.8.8.8".parse().unwrap())
+            ]),
+            1
+        );
+        w.on_flow(&flow(1, "8.8.8.8", 443, "SF", 100, 1000, T0));
+        w.on_flow(&flow(2, "1.1.1.1", 443, "SF", 100, 1000, T0 + 1));
+        let mut out = Vec::new();
+        w.advance(T0 + 200_000_000, &mut out);
+        let new_dest = DEVICE_FEATURES
+            .iter()
+            .position(|d| d.name == "new_destinations_log")
+            .unwrap();
+        assert_eq!(out[0].values[new_dest], 2f64.ln(), "only 1.1.1.1 is new");
     }
 
     #[test]

@@ -47,6 +47,8 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 const FACTS_CAP: usize = 200_000;
 /// Features listed in an alert's evidence.
 const TOP_FEATURES: usize = 5;
+/// Days of stored flows whose destinations count as already seen at start.
+const SEEN_DAYS: u32 = 7;
 
 /// The `[ml]` settings the thread uses.
 #[derive(Clone, Debug)]
@@ -126,6 +128,20 @@ impl Worker {
         let is_local: Arc<dyn Fn(IpAddr) -> bool + Send + Sync> =
             Arc::new(move |ip| nets.iter().any(|n| n.contains(&ip)));
         let l2 = is_local.clone();
+        let mut windows = DeviceWindows::new(Box::new(move |ip| l2(ip)));
+        // Destinations of the last week's stored flows are not "new" after a restart.
+        match DeviceWindows::seen_in_store(&conn, &*is_local, SEEN_DAYS) {
+            Ok(pairs) => {
+                let n = windows.prime(pairs);
+                tracing::debug!(
+                    pairs = n,
+                    "device destinations primed from the stored flows"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read stored flows to prime new destinations")
+            }
+        }
         Worker {
             settings: Settings::from_config(cfg),
             registry,
@@ -133,7 +149,7 @@ impl Worker {
             lc,
             is_local,
             facts: HashMap::new(),
-            windows: DeviceWindows::new(Box::new(move |ip| l2(ip))),
+            windows,
             flows: Vec::new(),
             devices: Vec::new(),
             now: i64::MIN,

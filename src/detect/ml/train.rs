@@ -147,6 +147,55 @@ fn plan(cfg: &Config, req: &Request) -> Result<Plan, TrainError> {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_staging_folders_are_removed_and_fresh_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let old = base.path().join("old-1");
+        let fresh = base.path().join("fresh-2");
+        std::fs::create_dir_all(old.join("data")).unwrap();
+        std::fs::create_dir_all(&fresh).unwrap();
+        let f = std::fs::File::open(&old).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        remove_stale(base.path(), Duration::from_secs(3600));
+        assert!(!old.exists() && fresh.exists());
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_runs() {
+        let cfg = Config::default();
+        let bad = |r: Request| plan(&cfg, &r).unwrap_err().to_string();
+        assert!(
+            bad(Request {
+                days: Some(0),
+                ..Default::default()
+            })
+            .starts_with("days:")
+        );
+        assert!(
+            bad(Request {
+                kinds: vec!["flows".into()],
+                ..Default::default()
+            })
+            .contains("unknown kind \"flows\"")
+        );
+        let p = plan(
+            &cfg,
+            &Request {
+                kinds: vec!["Device".into(), "device".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.kinds, vec!["device"]);
+        assert_eq!((p.days, p.min_rows), (7, 1000));
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -761,6 +810,26 @@ fn finish(status: &Shared, res: Result<()>) {
     });
 }
 
+/// Removes job folders under `base` left by a run that never finished (the service
+/// stopped or crashed mid-job): those older than the longest a run may take.
+fn remove_stale(base: &Path, max_age: Duration) {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if old && e.path().is_dir() {
+            tracing::info!(dir = %e.path().display(), "removing the staging folder of an unfinished training run");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A fresh folder for one job's files under `base`.
 fn job_dir(base: &Path, id: u64) -> Result<PathBuf> {
     let d = base.join(format!(
@@ -832,6 +901,10 @@ impl Trainer {
             let _ = h.join();
         }
         let id = self.next.fetch_add(1, Relaxed) + 1;
+        remove_stale(
+            &train_dir(cfg),
+            Duration::from_secs(cfg.ml.train.timeout_secs.saturating_add(3600)),
+        );
         let work = job_dir(&train_dir(cfg), id).map_err(|e| TrainError::Other(format!("{e:#}")))?;
         let conn = store
             .connection()
