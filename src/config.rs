@@ -414,28 +414,15 @@ impl Config {
     /// Defaults < TOML file (if `path` exists, or always when given explicitly) <
     /// `NETGUARDIAN_*` environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        match path {
-            Some(p) => {
-                if !p.exists() {
-                    return Err(ConfigError(format!(
-                        "config file {} does not exist",
-                        p.display()
-                    )));
-                }
-                fig = fig.merge(Toml::file_exact(p));
-            }
-            None => {
-                if Path::new(DEFAULT_CONFIG_PATH).exists() {
-                    fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
-                }
-            }
+        if let Some(p) = path
+            && !p.exists()
+        {
+            return Err(ConfigError(format!(
+                "config file {} does not exist",
+                p.display()
+            )));
         }
-        fig = fig.merge(
-            Env::prefixed("NETGUARDIAN_")
-                .split("__")
-                .ignore(&["config", "log"]),
-        );
+        let fig = Config::figment(path);
         let cfg: Config = fig.extract().map_err(|e| {
             let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             ConfigError(msgs.join("; "))
@@ -480,14 +467,13 @@ impl Config {
             }
             Ok(())
         })();
-        res.map_err(|e| match Config::figment(path) {
-            Ok(fig) => with_source(&fig, e),
-            Err(_) => e,
-        })
+        res.map_err(|e| with_source(&Config::figment(path), e))
     }
 
-    /// The layered providers of [`Config::load`] (for finding where a key was set).
-    fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
+    /// Defaults < the TOML file (`path`, else [`DEFAULT_CONFIG_PATH`] when it exists) <
+    /// `NETGUARDIAN_*` environment: what [`Config::load`] extracts, and where
+    /// [`with_source`] finds where a key was set.
+    fn figment(path: Option<&Path>) -> Figment {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match path {
             Some(p) => fig = fig.merge(Toml::file_exact(p)),
@@ -496,11 +482,11 @@ impl Config {
             }
             None => {}
         }
-        Ok(fig.merge(
+        fig.merge(
             Env::prefixed("NETGUARDIAN_")
                 .split("__")
                 .ignore(&["config", "log"]),
-        ))
+        )
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -121,36 +121,7 @@ enum Cmd {
     },
     /// Retrain the anomaly models on the recent baseline and install them: asks the
     /// running service (`POST /api/train`), or with --db trains on a database directly.
-    Train {
-        /// Wait for the job to end, print what it did, and exit 1 if it failed.
-        #[arg(long)]
-        wait: bool,
-        /// Days of baseline, ending at the newest feature row (default ml.train.days).
-        #[arg(long)]
-        days: Option<u32>,
-        /// flow, device (comma-separated; default both).
-        #[arg(long, value_delimiter = ',')]
-        kinds: Vec<String>,
-        /// Rows at or after this time (instead of --days).
-        #[arg(long)]
-        since: Option<String>,
-        /// Rows before this time.
-        #[arg(long)]
-        until: Option<String>,
-        /// Share of baseline rows above the thresholds (default ml.train.contamination).
-        #[arg(long)]
-        contamination: Option<f64>,
-        /// Fewest rows a kind needs (default ml.train.min_rows).
-        #[arg(long)]
-        min_rows: Option<u64>,
-        /// Train on this database file directly (no service may have it open); the
-        /// models go to ml.models_dir. Implies --wait.
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// The service's API (default: http:// and api.listen, loopback for a wildcard).
-        #[arg(long)]
-        api: Option<String>,
-    },
+    Train(TrainArgs),
     /// Print the API bearer token (created by the first `serve`).
     Token,
     /// Print the OpenAPI document of the API.
@@ -221,30 +192,7 @@ fn main() -> ExitCode {
         } => export(
             &cfg, format, tables, since, until, out, db, recipient, encrypt,
         ),
-        Cmd::Train {
-            wait,
-            days,
-            kinds,
-            since,
-            until,
-            contamination,
-            min_rows,
-            db,
-            api,
-        } => train(
-            &cfg,
-            TrainArgs {
-                wait,
-                days,
-                kinds,
-                since,
-                until,
-                contamination,
-                min_rows,
-                db,
-                api,
-            },
-        ),
+        Cmd::Train(args) => train(&cfg, args),
         Cmd::Token => {
             let p = netguardian::service::token::path(&cfg.state_dir());
             match netguardian::service::token::read(&p) {
@@ -511,15 +459,36 @@ fn export(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Options of `netguardian train`.
+#[derive(clap::Args)]
 struct TrainArgs {
+    /// Wait for the job to end, print what it did, and exit 1 if it failed.
+    #[arg(long)]
     wait: bool,
+    /// Days of baseline, ending at the newest feature row (default ml.train.days).
+    #[arg(long)]
     days: Option<u32>,
+    /// flow, device (comma-separated; default both).
+    #[arg(long, value_delimiter = ',')]
     kinds: Vec<String>,
+    /// Rows at or after this time (instead of --days).
+    #[arg(long)]
     since: Option<String>,
+    /// Rows before this time.
+    #[arg(long)]
     until: Option<String>,
+    /// Share of baseline rows above the thresholds (default ml.train.contamination).
+    #[arg(long)]
     contamination: Option<f64>,
+    /// Fewest rows a kind needs (default ml.train.min_rows).
+    #[arg(long)]
     min_rows: Option<u64>,
+    /// Train on this database file directly (no service may have it open); the
+    /// models go to ml.models_dir. Implies --wait.
+    #[arg(long)]
     db: Option<PathBuf>,
+    /// The service's API (default: http:// and api.listen, loopback for a wildcard).
+    #[arg(long)]
     api: Option<String>,
 }
 

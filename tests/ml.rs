@@ -23,6 +23,18 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ml")
 }
 
+/// A `models` folder under `dir` holding every test model of `tests/data/ml`.
+fn test_models(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir(&models).unwrap();
+    for f in std::fs::read_dir(data()).unwrap().flatten() {
+        if f.path().extension().is_some_and(|e| e == "onnx") {
+            std::fs::copy(f.path(), models.join(f.file_name())).unwrap();
+        }
+    }
+    models
+}
+
 fn vectors(kind: &str, model: &str) -> (Vec<Vec<f32>>, serde_json::Value) {
     let p = data().join(format!("{kind}_{model}.vectors.json"));
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
@@ -205,13 +217,7 @@ fn a_mismatched_model_is_disabled_with_the_difference_named() {
 #[test]
 fn capture_becomes_feature_rows_and_scores() {
     let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).unwrap();
-    for f in std::fs::read_dir(data()).unwrap().flatten() {
-        if f.path().extension().is_some_and(|e| e == "onnx") {
-            std::fs::copy(f.path(), models.join(f.file_name())).unwrap();
-        }
-    }
+    let models = test_models(dir.path());
     let mut cfg = Config::default();
     cfg.ml.models_dir = Some(models);
     cfg.ml.batch_size = 3;
@@ -491,13 +497,7 @@ fn duckdb_and_tract_run_under_memory_deny_write_execute() {
         "W+X mapping not refused: {probe:?}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).unwrap();
-    for f in std::fs::read_dir(data()).unwrap().flatten() {
-        if f.path().extension().is_some_and(|e| e == "onnx") {
-            std::fs::copy(f.path(), models.join(f.file_name())).unwrap();
-        }
-    }
+    let models = test_models(dir.path());
     let mut p = Pcap::default();
     for i in 0..6 {
         http_exchange(

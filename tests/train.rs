@@ -123,6 +123,15 @@ async fn get<E: poem::Endpoint>(c: &TestClient<E>, path: &str) -> Value {
     r.json().await.value().deserialize()
 }
 
+/// A loopback port nothing listens on (at the time of asking).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls the job until it is no longer running.
 async fn finished<E: poem::Endpoint>(c: &TestClient<E>, id: u64, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
@@ -508,11 +517,7 @@ fn the_command_line_trains_a_closed_database_and_explains_a_missing_service() {
     assert!(err.contains("no API token"), "{err}");
     std::fs::create_dir_all(work.path().join("state")).unwrap();
     std::fs::write(work.path().join("state/api-token"), "x".repeat(64)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = sqlfix::bin()
         .args([
             "--config",
@@ -539,11 +544,7 @@ fn train_wait_drives_a_running_service() {
     sqlfix::capture(0).write(&pcap);
     let cmd = fake_trainer(work.path());
     let state = work.path().join("state");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let conf = work.path().join("c.toml");
     std::fs::write(
         &conf,

@@ -46,27 +46,6 @@ pub fn is_dga(domain: &str) -> bool {
     score(domain) > THRESHOLD
 }
 
-/// Shannon entropy of `s` in bits per byte (used by the DNS-tunnel rule to
-/// tell encoded labels from words).
-pub(crate) fn entropy(s: &[u8]) -> f64 {
-    if s.is_empty() {
-        return 0.0;
-    }
-    let mut counts = [0u32; 256];
-    for &b in s {
-        counts[b as usize] += 1;
-    }
-    let n = s.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
-}
-
 /// The registrable part of `domain`: the label left of the public suffix plus
 /// the suffix (`a.b.example.co.uk` -> `example.co.uk`, `x.ddns.net` ->
 /// `x.ddns.net`), with surrounding whitespace and trailing dots removed and the

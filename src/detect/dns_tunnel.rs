@@ -18,9 +18,10 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::dga::{entropy, registrable};
+use super::dga::registrable;
 use super::{Alert, Ctx, DetectConfig, Rule, SEC, Severity, Tracked, who};
 use crate::event::Event;
+use crate::flow::features::entropy;
 use crate::proto::ProtoRecord;
 
 /// Distinct names remembered per key and window.

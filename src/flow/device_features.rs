@@ -551,16 +551,11 @@ mod tests {
 
     #[test]
     fn names_match_the_trainer_contract() {
-        let contract = include_str!("../../models/netguardian_models/contract.py");
-        let block = contract
-            .split("DEVICE_FEATURES: tuple[str, ...] = (")
-            .nth(1)
-            .unwrap()
-            .split(')')
-            .next()
-            .unwrap();
-        let names: Vec<&str> = block.split('"').skip(1).step_by(2).collect();
-        assert_eq!(names, device_feature_names().to_vec());
-        assert!(contract.contains(&format!("WINDOW_SECS = {WINDOW_SECS}")));
+        use crate::flow::features::{CONTRACT, contract_names};
+        assert_eq!(
+            contract_names("DEVICE_FEATURES"),
+            device_feature_names().to_vec()
+        );
+        assert!(CONTRACT.contains(&format!("WINDOW_SECS = {WINDOW_SECS}")));
     }
 }

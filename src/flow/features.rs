@@ -319,7 +319,9 @@ pub fn max_label_entropy(name: &str) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn entropy(s: &[u8]) -> f64 {
+/// Shannon entropy of `s` in bits per byte: DNS labels here, and the DNS-tunnel rule's
+/// test for encoded-looking names.
+pub(crate) fn entropy(s: &[u8]) -> f64 {
     if s.is_empty() {
         return 0.0;
     }
@@ -484,6 +486,26 @@ pub fn write_feature_schema(conn: &duckdb::Connection) -> duckdb::Result<()> {
     res
 }
 
+/// The trainer's side of the feature contract (tests keep both sides in step).
+#[cfg(test)]
+pub(crate) const CONTRACT: &str = include_str!("../../models/netguardian_models/contract.py");
+
+/// The names of the tuple `name` (`FLOW_FEATURES`, `DEVICE_FEATURES`) in [`CONTRACT`].
+#[cfg(test)]
+pub(crate) fn contract_names(name: &str) -> Vec<&'static str> {
+    CONTRACT
+        .split(&format!("{name}: tuple[str, ...] = ("))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} in contract.py"))
+        .split(')')
+        .next()
+        .unwrap_or_default()
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,17 +567,11 @@ mod tests {
 
     #[test]
     fn names_match_the_trainer_contract() {
-        let contract = include_str!("../../models/netguardian_models/contract.py");
-        let block = contract
-            .split("FLOW_FEATURES: tuple[str, ...] = (")
-            .nth(1)
-            .unwrap()
-            .split(')')
-            .next()
-            .unwrap();
-        let names: Vec<&str> = block.split('"').skip(1).step_by(2).collect::<Vec<_>>();
-        assert_eq!(names, flow_feature_names().to_vec());
-        assert!(contract.contains("SCHEMA_VERSION = 1"));
+        assert_eq!(
+            contract_names("FLOW_FEATURES"),
+            flow_feature_names().to_vec()
+        );
+        assert!(CONTRACT.contains("SCHEMA_VERSION = 1"));
     }
 
     #[test]

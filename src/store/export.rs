@@ -278,14 +278,16 @@ pub struct Manifest {
 
 pub const MANIFEST: &str = "manifest.json";
 
-fn ts_literal(t: DateTime<Utc>) -> String {
+/// `t` as a DuckDB TIMESTAMP literal (UTC, microseconds).
+pub(crate) fn ts_literal(t: DateTime<Utc>) -> String {
     format!(
         "TIMESTAMP '{}'",
         t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")
     )
 }
 
-fn quote_path(p: &Path) -> String {
+/// `p` as a quoted SQL string literal.
+pub(crate) fn quote_path(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "''"))
 }
 

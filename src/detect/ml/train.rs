@@ -39,6 +39,7 @@ use super::model::{Expected, Model, ModelType};
 use super::registry::{Registry, models_dir};
 use crate::config::Config;
 use crate::store::Store;
+use crate::store::export::{quote_path, ts_literal};
 
 /// The kinds of feature rows, their table and time column.
 pub const KINDS: &[(&str, &str, &str)] = &[
@@ -321,17 +322,6 @@ pub fn trainer_command(cfg: &Config) -> (Vec<String>, Vec<(String, String)>) {
     } else {
         (module(), env)
     }
-}
-
-fn quote_path(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "''"))
-}
-
-fn ts_literal(t: DateTime<Utc>) -> String {
-    format!(
-        "TIMESTAMP '{}'",
-        t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")
-    )
 }
 
 /// The window a run trains on, and its rows per kind.
