@@ -443,10 +443,12 @@ fn detect_loop(
     // one per occurrence (storing alerts was 90 % of the 3 M-packet benchmark's 277 s before this).
     const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
     const FLUSH_ALERTS: usize = 8192;
-    // ...and at least every FLUSH_PACKET_US of packet time, so one flush never folds
-    // occurrences further apart than that (replaying a file covers hours in a second,
-    // and the dedup window, in packet time, must still split them).
-    const FLUSH_PACKET_US: i64 = 30_000_000;
+    // ...and at least every FLUSH_PACKET_US of packet time, so a replayed file announces
+    // alerts as it goes and stale-alert resolution (days of packet time) never runs
+    // ahead of occurrences still waiting here. (Folding itself is correct over any
+    // stretch: the lifecycle splits a key's occurrences at gaps longer than the dedup
+    // window.)
+    const FLUSH_PACKET_US: i64 = 600_000_000;
     let mut last_flush = std::time::Instant::now();
     let mut flushed_at = i64::MIN;
     loop {
