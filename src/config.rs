@@ -26,6 +26,8 @@ pub struct Config {
     pub flow: FlowConfig,
     pub network: NetworkConfig,
     pub pipeline: PipelineConfig,
+    /// The DuckDB database (`[store]`).
+    pub store: StoreConfig,
     pub api: ApiConfig,
     pub logging: LoggingConfig,
     pub export: ExportConfig,
@@ -163,6 +165,27 @@ impl Default for PipelineConfig {
         PipelineConfig {
             packet_queue_batches: 64,
             store_queue_batches: 256,
+        }
+    }
+}
+
+/// DuckDB's share of the machine. Both are database-wide (every connection: the
+/// writer, detection, the API's readers).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// DuckDB's memory limit, MiB: its buffer pool evicts (and large queries spill to
+    /// `<db>.tmp`) beyond it. Checkpoints need about 32 MiB; below 64 is refused.
+    pub memory_limit_mib: u64,
+    /// DuckDB worker threads (queries and checkpoints). 0: one per core.
+    pub threads: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            memory_limit_mib: 128,
+            threads: 2,
         }
     }
 }
@@ -528,6 +551,18 @@ impl Config {
                 "pipeline queue sizes must be at least 1".into(),
             ));
         }
+        if self.store.memory_limit_mib < 64 {
+            return Err(ConfigError(format!(
+                "store.memory_limit_mib must be at least 64 (DuckDB needs about 32 MiB to checkpoint), got {}",
+                self.store.memory_limit_mib
+            )));
+        }
+        if self.store.threads > 256 {
+            return Err(ConfigError(format!(
+                "store.threads must be 0 (one per core) to 256, got {}",
+                self.store.threads
+            )));
+        }
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError(format!(
                 "api.listen must be an address:port such as 127.0.0.1:8080, got {:?}",
@@ -738,6 +773,21 @@ mod tests {
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.ml.models_dir, Some(PathBuf::from("/x")));
         assert!(!c.ml.require_agreement && c.ml.enabled);
+    }
+
+    #[test]
+    fn store_section_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[store]\nmemory_limit_mib = 32\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("store.memory_limit_mib"), "{err}");
+        std::fs::write(&p, "[store]\nthreads = 1000\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("store.threads"), "{err}");
+        std::fs::write(&p, "[store]\nmemory_limit_mib = 512\nthreads = 0\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!((c.store.memory_limit_mib, c.store.threads), (512, 0));
     }
 
     #[test]

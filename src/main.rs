@@ -277,6 +277,7 @@ fn analyze(
         }
     }
     let store = Store::open(&db)?;
+    store.configure(&cfg.store)?;
     let progress = Arc::new(Progress::default());
     let stop = stop_on_signals()?;
     let bar = (!no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -326,6 +327,7 @@ fn sql(
     }
     let db = db.unwrap_or_else(|| netguardian::service::db_path(cfg));
     let store = Store::open_read_only(&db)?;
+    store.configure(&cfg.store)?;
     store.restrict(&[])?;
     let conn = store.connection()?;
     let limits = Limits {
@@ -435,6 +437,7 @@ fn export(
     }
     let db = db.unwrap_or_else(|| netguardian::service::db_path(cfg));
     let store = Store::open_read_only(&db)?;
+    store.configure(&cfg.store)?;
     let conn = store.connection()?;
     let m = match export::export(&conn, &req, &export::Progress::default()) {
         Ok(m) => m,
@@ -516,6 +519,7 @@ fn train(cfg: &Config, a: TrainArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(db) = &a.db {
         let store = Store::open_read_only(db)?;
+        store.configure(&cfg.store)?;
         let job = match train::run_now(&store, cfg, &req) {
             Ok(j) => j,
             Err(e @ TrainError::Invalid { .. }) => return usage(format!("--{e}")),
@@ -662,6 +666,7 @@ fn capture(
     }
     let live = LiveSource::open(&cfg.capture)?;
     let store = Store::open(&db)?;
+    store.configure(&cfg.store)?;
     let stop = stop_on_signals()?;
     if let Some(secs) = duration {
         let s = stop.clone();

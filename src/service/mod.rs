@@ -55,6 +55,7 @@ pub fn serve(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
     let token = token::load_or_create(&state_dir)?;
     let store = Arc::new(Store::open(&db)?);
+    store.configure(&cfg.store)?;
     tracing::info!(db = %db.display(), "database open");
     // From here on DuckDB touches no file outside the export folders (the SQL sandbox
     // relies on it; nothing else in the service needs file access through SQL).

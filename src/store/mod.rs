@@ -136,6 +136,19 @@ impl Store {
         Ok(())
     }
 
+    /// Applies `[store]`: DuckDB's memory limit and thread count, for the whole database.
+    pub fn configure(&self, cfg: &crate::config::StoreConfig) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{}MiB';",
+            cfg.memory_limit_mib
+        ))?;
+        if cfg.threads > 0 {
+            conn.execute_batch(&format!("SET threads = {};", cfg.threads))?;
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -278,5 +291,35 @@ impl Store {
     /// First flow id of a run.
     pub fn first_flow_id(run_id: i64) -> u64 {
         (run_id as u64) << RUN_SHIFT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configure_sets_duckdb_memory_limit_and_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+        let setting = |name: &str| -> String {
+            store
+                .connection()
+                .unwrap()
+                .query_row(
+                    &format!("SELECT current_setting('{name}')::VARCHAR"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        store
+            .configure(&crate::config::StoreConfig {
+                memory_limit_mib: 96,
+                threads: 1,
+            })
+            .unwrap();
+        assert_eq!(setting("memory_limit"), "96.0 MiB");
+        assert_eq!(setting("threads"), "1");
     }
 }
