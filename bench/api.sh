@@ -91,7 +91,10 @@ export NETGUARDIAN_STATE_DIR="$state" NETGUARDIAN_API__LISTEN="127.0.0.1:$port" 
 base="http://127.0.0.1:$port"
 curl -s -o /dev/null "$base/api/health" && die "something already listens on port $port (set NG_PORT)"
 log "serve --db $db on $base"
-"$bin" serve --db "$db" --pcap "$tiny" 2>"$work/serve.log" &
+# Started as root, serve would become service.user ("netguardian", else "nobody"),
+# which cannot write in a checkout or NG_WORK under /root: stay who we are.
+NETGUARDIAN_SERVICE__USER="${NETGUARDIAN_SERVICE__USER:-$(id -un)}" \
+    "$bin" serve --db "$db" --pcap "$tiny" 2>"$work/serve.log" &
 server=$!
 stop_server() {
     kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true

@@ -243,13 +243,13 @@ async fn list_alerts(
     let (items, total) = state
         .db
         .run(move |c| {
-            let mut st = c.prepare(&sql)?;
+            let mut st = c.prepare_cached(&sql)?;
             let items = st
                 .query_map(duckdb::params_from_iter(params.iter()), alert_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let total = c.query_row(&count_sql, duckdb::params_from_iter(params.iter()), |r| {
-                r.get(0)
-            })?;
+            let total = c
+                .prepare_cached(&count_sql)?
+                .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
             Ok((items, total))
         })
         .await?;
@@ -265,7 +265,8 @@ async fn get_alert(state: &ApiState, id: i64) -> ApiResult<Alert> {
     let found = state
         .db
         .run(move |c| {
-            let mut st = c.prepare(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"))?;
+            let mut st =
+                c.prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"))?;
             st.query_map([id], alert_from_row)?.next().transpose()
         })
         .await?;

@@ -126,7 +126,7 @@ impl AnalyticsApi {
         let out = state
             .db
             .run(move |c| {
-                let mut st = c.prepare(&format!(
+                let mut st = c.prepare_cached(&format!(
                     "SELECT time_bucket(INTERVAL '{interval} seconds', ts, ?::TIMESTAMP) AS b, \
                      sum(orig_bytes)::UBIGINT, sum(resp_bytes)::UBIGINT, count(*)::UBIGINT \
                      FROM flows WHERE ts >= ? AND ts < ? GROUP BY b ORDER BY b"
@@ -141,7 +141,7 @@ impl AnalyticsApi {
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     // A side counts for a device only when its address is one of the
                     // device's own: the router's MAC also carries every internet host.
                     "WITH sides AS ( \
@@ -166,7 +166,7 @@ impl AnalyticsApi {
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     "SELECT resp_addr, sum(orig_bytes + resp_bytes)::UBIGINT AS b, count(*)::UBIGINT \
                      FROM flows WHERE ts >= ? AND ts < ? GROUP BY resp_addr ORDER BY b DESC LIMIT 10",
                 )?;
@@ -179,7 +179,7 @@ impl AnalyticsApi {
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     "SELECT lower(query) AS q, count(*)::UBIGINT AS n, count(DISTINCT orig_addr)::UBIGINT \
                      FROM dns WHERE ts >= ? AND ts < ? GROUP BY q ORDER BY n DESC, q LIMIT 10",
                 )?;
@@ -192,7 +192,7 @@ impl AnalyticsApi {
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     "SELECT mac, vendor, hostname, first_seen FROM devices \
                      WHERE first_seen >= ? AND first_seen < ? ORDER BY first_seen DESC LIMIT 100",
                 )?;
@@ -240,7 +240,7 @@ impl AnalyticsApi {
         let rows = state
             .db
             .run(move |c| {
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     "SELECT coalesce(app_proto, proto) AS p, count(*)::UBIGINT, \
                      sum(orig_bytes + resp_bytes)::UBIGINT AS b, \
                      coalesce(sum(orig_bytes + resp_bytes) / nullif(sum(sum(orig_bytes + resp_bytes)) OVER (), 0), 0)::DOUBLE \

@@ -232,14 +232,13 @@ impl DevicesApi {
         let (items, total) = state
             .db
             .run(move |c| {
-                let mut st = c.prepare(&sql)?;
+                let mut st = c.prepare_cached(&sql)?;
                 let items = st
                     .query_map(duckdb::params_from_iter(params.iter()), device_from_row)?
                     .collect::<Result<Vec<_>, _>>()?;
-                let total: u64 =
-                    c.query_row(&count_sql, duckdb::params_from_iter(params.iter()), |r| {
-                        r.get(0)
-                    })?;
+                let total: u64 = c
+                    .prepare_cached(&count_sql)?
+                    .query_row(duckdb::params_from_iter(params.iter()), |r| r.get(0))?;
                 Ok((items, total))
             })
             .await?;
@@ -267,12 +266,12 @@ impl DevicesApi {
             .db
             .run(move |c| {
                 let sql = format!("{DEVICE_SELECT} WHERE d.mac = ?");
-                let mut st = c.prepare(&sql)?;
+                let mut st = c.prepare_cached(&sql)?;
                 let mut rows = st.query_map([&m], device_from_row)?;
                 let Some(device) = rows.next().transpose()? else {
                     return Ok(None);
                 };
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     "SELECT addr, family, first_seen, last_seen, source FROM device_addresses \
                      WHERE mac = ? ORDER BY last_seen DESC LIMIT 200",
                 )?;
@@ -287,7 +286,7 @@ impl DevicesApi {
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     "SELECT name, source, max(ts) AS last FROM ( \
                        SELECT name, source, ts FROM names WHERE mac = ? \
                        UNION ALL SELECT hostname, 'dhcp', ts FROM dhcp \
@@ -303,14 +302,15 @@ impl DevicesApi {
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                let (sent, recv): (u64, u64) = c.query_row(
+                let (sent, recv): (u64, u64) = c.prepare_cached(
                     "SELECT coalesce(sum(CASE WHEN orig_mac = ?1 THEN orig_bytes ELSE resp_bytes END), 0)::UBIGINT, \
                             coalesce(sum(CASE WHEN orig_mac = ?1 THEN resp_bytes ELSE orig_bytes END), 0)::UBIGINT \
                      FROM flows WHERE orig_mac = ?1 OR resp_mac = ?1",
+                )?.query_row(
                     [&m],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
-                let mut st = c.prepare(
+                let mut st = c.prepare_cached(
                     "SELECT peer, count(*)::UBIGINT, sum(sent)::UBIGINT, sum(recv)::UBIGINT, max(end_ts) FROM ( \
                        SELECT CASE WHEN orig_mac = ?1 THEN resp_addr ELSE orig_addr END AS peer, \
                               CASE WHEN orig_mac = ?1 THEN orig_bytes ELSE resp_bytes END AS sent, \
@@ -329,7 +329,7 @@ impl DevicesApi {
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut st = c.prepare(&format!(
+                let mut st = c.prepare_cached(&format!(
                     "SELECT {ALERT_COLUMNS} FROM alerts WHERE device_mac = ? ORDER BY last_ts DESC LIMIT 20"
                 ))?;
                 let recent_alerts = st

@@ -322,7 +322,7 @@ impl FlowsApi {
         let mut items = state
             .db
             .run(move |c| {
-                let mut st = c.prepare(&sql)?;
+                let mut st = c.prepare_cached(&sql)?;
                 st.query_map(duckdb::params_from_iter(params.iter()), flow_from_row)?
                     .collect::<Result<Vec<_>, _>>()
             })
@@ -365,7 +365,7 @@ impl FlowsApi {
                     one("flows_closed"),
                     one("flows_open")
                 );
-                let mut st = c.prepare(&sql)?;
+                let mut st = c.prepare_cached(&sql)?;
                 let mut rows = st.query_map([id, id], |r| {
                     Ok((
                         flow_from_row(r)?,

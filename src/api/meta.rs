@@ -156,7 +156,7 @@ fn run_query<T>(
     f: &Filter,
     map: impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<T>,
 ) -> duckdb::Result<Vec<T>> {
-    let mut st = c.prepare(&sql)?;
+    let mut st = c.prepare_cached(&sql)?;
     let params = f.params();
     st.query_map(duckdb::params_from_iter(params.iter()), map)?
         .collect()

@@ -37,7 +37,13 @@ impl ReadPool {
         let reused = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match reused {
             Some(c) => Ok(c),
-            None => self.store.connection(),
+            None => {
+                let c = self.store.connection()?;
+                // The handlers prepare with `prepare_cached`: a list with one filter set
+                // is planned once per connection, not once per request.
+                c.set_prepared_statement_cache_capacity(64);
+                Ok(c)
+            }
         }
     }
 
