@@ -269,7 +269,7 @@ CREATE TEMP TABLE IF NOT EXISTS lc_new (id BIGINT, ts TIMESTAMP, last_ts TIMESTA
 /// The latest alert per staged key: rows whose `last_ts` is too old to be repeated by
 /// anything in the flush are skipped, except for once-per-device rules, where any row
 /// counts.
-fn lookup_sql() -> String {
+static LOOKUP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let once: Vec<String> = ONCE_PER_DEVICE.iter().map(|r| format!("'{r}'")).collect();
     format!(
         "SELECT k.k, a.id, epoch_us(a.last_ts), a.state, a.severity, a.count, \
@@ -280,7 +280,7 @@ fn lookup_sql() -> String {
          QUALIFY row_number() OVER (PARTITION BY k.k ORDER BY a.last_ts DESC, a.id DESC) = 1",
         once.join(", ")
     )
-}
+});
 
 const BUMP_SQL: &str = "UPDATE alerts SET last_ts = greatest(alerts.last_ts, b.last_ts), \
      count = alerts.count + b.n, flow_ids = b.flow_ids::BIGINT[], severity = b.severity, \
@@ -484,12 +484,11 @@ impl Lifecycle {
         self.conn.prepare_cached(BUMP_SQL)?.execute([])?;
 
         if !opened.is_empty() {
-            let mut ids: Vec<i64> = self
+            let ids: Vec<i64> = self
                 .conn
                 .prepare_cached("SELECT nextval('alert_id_seq') AS id FROM range(?) ORDER BY id")?
                 .query_map([opened.len() as i64], |r| r.get(0))?
                 .collect::<duckdb::Result<_>>()?;
-            ids.sort_unstable();
             let mut new = self
                 .conn
                 .appender_to_catalog_and_db("lc_new", "temp", "main")?;
@@ -566,7 +565,7 @@ impl Lifecycle {
             .min()
             .unwrap_or(i64::MIN)
             .saturating_sub(self.window);
-        let mut st = self.conn.prepare_cached(&lookup_sql())?;
+        let mut st = self.conn.prepare_cached(&LOOKUP_SQL)?;
         let rows = st.query_map([ts(oldest)], |r| {
             let state: String = r.get(3)?;
             let sev: String = r.get(4)?;
