@@ -36,6 +36,9 @@ Why this shape, measured in tract-onnx 0.23 (see models/README.md):
   ones use SIMD kernels;
 - table lookups are GatherElements over [1, M] tables: tract's Gather on a
   [N, T] index tensor costs ~3x its GatherElements per element;
+- the node feature tables are int32, not int64: the feature ids they give
+  index the input row directly, and GatherElements over 8-byte data cost
+  ~2.5x more per element (the whole forest: 7.5-8.4 -> 5.9-6.6 us per row);
 - the two top levels need no lookups at all.
 
 The forest is fitted on the float32 *unscaled* feature values: isolation trees
@@ -229,7 +232,13 @@ def _iforest_perfect(forest, n_features: int) -> onnx.ModelProto:
     # GatherElements over [1, M] tables with [1, N*T] indices: tract's Gather
     # costs ~3x its GatherElements per element.
     for d in range(min(2, D), D):
-        inits += [_const(f"feat_{d}", feat[d][None, :]), _const(f"thr_{d}", thr[d][None, :])]
+        # int32 feature tables: the gathered feature ids index the input directly,
+        # and tract's GatherElements over 4-byte data is ~2.5x faster per element
+        # than over int64 (measured: ff_d 0.77 -> 0.29 µs per row and level).
+        inits += [
+            _const(f"feat_{d}", feat[d].astype(np.int32)[None, :]),
+            _const(f"thr_{d}", thr[d][None, :]),
+        ]
         nodes += [
             helper.make_node("Cast", [f"g_{d}"], [f"gi_{d}"], to=TensorProto.INT32, name=f"gi_{d}"),
             helper.make_node("Reshape", [f"gi_{d}", "flat"], [f"gf_{d}"], name=f"gf_{d}"),
