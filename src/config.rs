@@ -232,7 +232,8 @@ pub struct MlConfig {
     /// Folder of `*.onnx` models (must exist when set). Empty: `<state_dir>/models`
     /// (copy the shipped `models/default/*.onnx` there, or point this at that folder).
     pub models_dir: Option<PathBuf>,
-    /// Feature rows written and scored together (also flushed every 0.5 s).
+    /// Feature rows scored together (also scored every 0.5 s); scored rows are
+    /// written in transactions of 4,096 rows or every 2 s.
     pub batch_size: usize,
     /// An alert needs score > threshold x (1 + margin); 0 alerts at the model's own
     /// threshold.
