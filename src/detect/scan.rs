@@ -58,6 +58,12 @@ struct Source {
     /// host → services probed (proto << 16 | port; ICMP for pings).
     hosts: HashMap<IpAddr, HashSet<u32>>,
     pairs: usize,
+    /// Hosts probed over TCP or ICMP, and how many hosts each such service was
+    /// probed on: kept as pairs are added, so the horizontal check costs the same
+    /// whether the source has probed ten hosts or thousands (it used to walk them all
+    /// for every probe).
+    swept_hosts: HashSet<IpAddr>,
+    per_service: HashMap<u32, usize>,
     flows: Vec<u64>,
     vertical_done: HashSet<IpAddr>,
     horizontal_done: bool,
@@ -126,6 +132,10 @@ impl Rule for Scan {
         }
         if s.hosts.entry(dst).or_default().insert(service) {
             s.pairs += 1;
+            if service == ICMP || service >> 16 == 6 {
+                *s.per_service.entry(service).or_default() += 1;
+                s.swept_hosts.insert(dst);
+            }
         }
         if s.flows.len() < super::alert::MAX_ALERT_FLOWS {
             s.flows.push(f.id);
@@ -174,16 +184,8 @@ impl Rule for Scan {
 
         // Horizontal: hosts probed over TCP or ICMP.
         if self.horizontal && kind != Probe::Udp && !s.horizontal_done {
-            let mut per_service: HashMap<u32, usize> = HashMap::new();
-            let mut hosts = 0;
-            for svcs in s.hosts.values() {
-                let mut counted = false;
-                for &x in svcs.iter().filter(|&&x| x == ICMP || x >> 16 == 6) {
-                    *per_service.entry(x).or_default() += 1;
-                    counted = true;
-                }
-                hosts += counted as usize;
-            }
+            let hosts = s.swept_hosts.len();
+            let per_service = &s.per_service;
             if hosts >= cfg.host_scan.min_hosts {
                 s.horizontal_done = true;
                 let (top, top_n) = per_service
@@ -358,6 +360,39 @@ mod tests {
         let a = run_rule(&mut rule(), &mut ctx, &evs);
         assert_eq!(ids(&a), ["host_scan"]);
         assert_eq!(a[0].severity, Severity::Medium);
+    }
+
+    /// Hosts first seen through unanswered UDP count for the horizontal sweep only once
+    /// they get a TCP probe, and each only once however many ports it gets.
+    #[test]
+    fn sweep_counts_tcp_hosts_of_a_source_that_also_sends_unanswered_udp() {
+        let mut ctx = ctx();
+        let min = DetectConfig::default().host_scan.min_hosts;
+        let host = |i: usize| ip(&format!("81.2.{}.{}", i / 200, i % 200 + 1));
+        let mut evs = Vec::new();
+        for i in 0..2000 {
+            evs.push(
+                FlowB::udp(DEV_IP, 6881, host(i), 443)
+                    .resp(0, 0, 0)
+                    .orig(1, 1200, 1160)
+                    .ev(),
+            );
+        }
+        // TCP probes to min - 1 of those hosts, two ports each.
+        for i in 0..min - 1 {
+            for port in [23, 2323] {
+                evs.push(FlowB::tcp(DEV_IP, 40000, host(i * 7), port).s0().ev());
+            }
+        }
+        assert!(run_rule(&mut rule(), &mut ctx, &evs).is_empty());
+        evs.push(FlowB::tcp(DEV_IP, 40001, host(1999), 23).s0().ev());
+        let a = run_rule(&mut rule(), &mut super::super::testutil::ctx(), &evs);
+        assert_eq!(ids(&a), ["host_scan"]);
+        let ev = &a[0].evidence;
+        assert_eq!(ev["hosts"], min);
+        assert_eq!(ev["top_service"], "tcp/23");
+        assert_eq!(ev["top_service_hosts"], min);
+        assert_eq!(ev["services"], serde_json::json!(["tcp/23", "tcp/2323"]));
     }
 
     #[test]
