@@ -751,71 +751,61 @@ impl Config {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ml_section_is_validated() {
+    /// Loads `toml` as the configuration file `c.toml`.
+    fn load(toml: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[ml]\nbatch_size = 0\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        std::fs::write(&p, toml).unwrap();
+        Config::load(Some(&p))
+    }
+
+    /// The error loading `toml` gives.
+    fn load_err(toml: &str) -> String {
+        load(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn ml_section_is_validated() {
+        let err = load_err("[ml]\nbatch_size = 0\n");
         assert!(err.contains("ml.batch_size"), "{err}");
-        std::fs::write(&p, "[ml]\nmin_score_margin = -1\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[ml]\nmin_score_margin = -1\n");
         assert!(err.contains("ml.min_score_margin"), "{err}");
-        std::fs::write(&p, "[ml]\nthreshold = 3\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[ml]\nthreshold = 3\n");
         assert!(err.contains("threshold"), "{err}");
-        std::fs::write(&p, "[ml.train]\ncontamination = 0.7\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[ml.train]\ncontamination = 0.7\n");
         assert!(err.contains("ml.train.contamination"), "{err}");
-        std::fs::write(&p, "[ml.train]\ndayz = 3\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[ml.train]\ndayz = 3\n");
         assert!(err.contains("dayz"), "{err}");
-        std::fs::write(&p, "[ml]\nmodels_dir = \"/x\"\nrequire_agreement = false\n").unwrap();
-        let c = Config::load(Some(&p)).unwrap();
+        let c = load("[ml]\nmodels_dir = \"/x\"\nrequire_agreement = false\n").unwrap();
         assert_eq!(c.ml.models_dir, Some(PathBuf::from("/x")));
         assert!(!c.ml.require_agreement && c.ml.enabled);
     }
 
     #[test]
     fn store_section_is_validated() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[store]\nmemory_limit_mib = 32\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[store]\nmemory_limit_mib = 32\n");
         assert!(err.contains("store.memory_limit_mib"), "{err}");
-        std::fs::write(&p, "[store]\nthreads = 1000\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[store]\nthreads = 1000\n");
         assert!(err.contains("store.threads"), "{err}");
-        std::fs::write(&p, "[store]\nmemory_limit_mib = 512\nthreads = 0\n").unwrap();
-        let c = Config::load(Some(&p)).unwrap();
+        let c = load("[store]\nmemory_limit_mib = 512\nthreads = 0\n").unwrap();
         assert_eq!((c.store.memory_limit_mib, c.store.threads), (512, 0));
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[flow]\nmax_flowz = 3\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[flow]\nmax_flowz = 3\n");
         assert!(err.contains("max_flowz"), "{err}");
         assert!(err.contains("c.toml"), "{err}");
     }
 
     #[test]
     fn file_overrides_defaults_and_is_validated() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.toml");
-        std::fs::write(
-            &p,
-            "[flow]\nmax_flows = 1000\n[network]\nlocal_networks = [\"10.1.0.0/16\"]\n",
-        )
-        .unwrap();
-        let c = Config::load(Some(&p)).unwrap();
+        let c = load("[flow]\nmax_flows = 1000\n[network]\nlocal_networks = [\"10.1.0.0/16\"]\n")
+            .unwrap();
         assert_eq!(c.flow.max_flows, 1000);
         assert!(c.is_local("10.1.2.3".parse().unwrap()));
         assert!(!c.is_local("192.168.1.1".parse().unwrap()));
-        std::fs::write(&p, "[flow]\nudp_idle_timeout_secs = -1\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        let err = load_err("[flow]\nudp_idle_timeout_secs = -1\n");
         assert!(err.contains("flow.udp_idle_timeout_secs"), "{err}");
     }
 
