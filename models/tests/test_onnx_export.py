@@ -43,7 +43,7 @@ def test_iforest_graph_matches_score_samples(n, max_samples, max_features, n_est
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("layout", ["gather_i64", "gemm"])
+@pytest.mark.parametrize("layout", ["perfect", "gather_i64", "gemm"])
 def test_comparison_layouts_match_too(layout):
     X, rng = data(2000, 8, 1)
     forest = IsolationForest(n_estimators=10, random_state=0).fit(X)
@@ -73,10 +73,9 @@ def test_mismatch_is_detected():
     m = IForest(IsolationForest(n_estimators=10, random_state=0).fit(X))
     m.onnx = ox.iforest_graph(m.forest, 6)
     check_agreement(m, X[:100])
-    for init in m.onnx.graph.initializer:
-        if init.name == "thr_0":  # move every root split
-            vals = np.frombuffer(init.raw_data, dtype=np.float32) + 0.5
-            init.raw_data = vals.astype(np.float32).tobytes()
+    (forest,) = [n for n in m.onnx.graph.node if n.op_type == "TreeEnsembleRegressor"]
+    (values,) = [a for a in forest.attribute if a.name == "nodes_values"]
+    values.floats[:] = [v + 0.5 for v in values.floats]  # move every split
     with pytest.raises(ExportMismatch, match="iforest"):
         check_agreement(m, X[:100])
 
@@ -88,3 +87,41 @@ def test_floor_f32_keeps_comparisons_exact():
     assert (f.astype(np.float64) <= thr).all()
     up = np.nextafter(f, np.float32(np.inf))
     assert (up.astype(np.float64) > thr).all()
+
+
+def test_tree_ensemble_semantics_the_rust_op_copies():
+    """onnxruntime's TreeEnsembleRegressor on the two trees of the Rust op's unit tests
+    (src/detect/ml/tree_ensemble.rs): the numbers asserted there are these."""
+    from onnx import TensorProto, helper
+
+    # tree 0: x0 <= 0.5 ? 1 : (x1 < 2 ? 2 : 3); tree 1: x1 > 1 (NaN tracked true) ? 10 : 20
+    nodes = [(0, 0, "BRANCH_LEQ", 0, 0.5, 3, 1, 0), (0, 1, "BRANCH_LT", 1, 2.0, 2, 4, 0),
+             (0, 2, "LEAF", 0, 0.0, 0, 0, 0), (0, 3, "LEAF", 0, 0.0, 0, 0, 0), (0, 4, "LEAF", 0, 0.0, 0, 0, 0),
+             (1, 0, "BRANCH_GT", 1, 1.0, 1, 2, 1), (1, 1, "LEAF", 0, 0.0, 0, 0, 0), (1, 2, "LEAF", 0, 0.0, 0, 0, 0)]
+    names = ["nodes_treeids", "nodes_nodeids", "nodes_modes", "nodes_featureids", "nodes_values",
+             "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true"]
+    X = np.array([[0, 0], [1, 1.5], [1, np.nan], [np.nan, 3]], np.float32)
+
+    def run(targets, n_targets, aggregate, base=None):
+        kw = {k: [n[i] for n in nodes] for i, k in enumerate(names)}
+        for i, k in enumerate(["target_treeids", "target_nodeids", "target_ids", "target_weights"]):
+            kw[k] = [t[i] for t in targets]
+        if base:
+            kw["base_values"] = base
+        node = helper.make_node("TreeEnsembleRegressor", ["features"], ["y"], domain="ai.onnx.ml",
+                                n_targets=n_targets, aggregate_function=aggregate, **kw)
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n_targets])])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 3)])
+        m.ir_version = 7
+        return ort_run(m, X)["y"].ravel().tolist()
+
+    one = [(0, 3, 0, 1.0), (0, 2, 0, 2.0), (0, 4, 0, 3.0), (1, 1, 0, 10.0), (1, 2, 0, 20.0)]
+    assert run(one, 1, "SUM") == [21, 12, 13, 13]
+    assert run(one, 1, "AVERAGE", [0.5]) == [11, 6.5, 7, 7]
+    assert run(one, 1, "MIN", [0.5]) == [1.5, 2.5, 3.5, 3.5]
+    assert run(one, 1, "MAX", [0.5]) == [20.5, 10.5, 10.5, 10.5]
+    two = one[:3] + [(1, 1, 1, 10.0), (1, 2, 1, 20.0), (0, 3, 1, 0.25), (0, 3, 1, 0.5)]
+    assert run(two, 2, "SUM") == [1, 20.75, 2, 10, 3, 10, 3, 10]
+    three = one + [(0, 3, 1, 0.25), (0, 3, 1, 0.5)]
+    assert run(three, 2, "MAX", [100.0, 1.0]) == [120, 1.5, 110, 0, 110, 0, 110, 0]

@@ -13,10 +13,12 @@
 //! - [`registry`]: the models in use, hot reload.
 //! - [`train`]: retraining jobs (baseline export, the Python trainer, validation in
 //!   tract, install, reload).
+//! - [`tree_ensemble`]: ONNX-ML `TreeEnsembleRegressor` for tract (the isolation forests).
 
 pub mod model;
 pub mod registry;
 pub mod train;
+pub mod tree_ensemble;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
