@@ -136,12 +136,13 @@ impl Store {
         Ok(())
     }
 
-    /// Applies `[store]`: DuckDB's memory limit and thread count, for the whole database.
+    /// Applies `[store]`: DuckDB's memory limit, thread count and checkpoint threshold,
+    /// for the whole database.
     pub fn configure(&self, cfg: &crate::config::StoreConfig) -> Result<(), StoreError> {
         let conn = self.conn();
         conn.execute_batch(&format!(
-            "SET memory_limit = '{}MiB';",
-            cfg.memory_limit_mib
+            "SET memory_limit = '{}MiB'; SET checkpoint_threshold = '{}MiB';",
+            cfg.memory_limit_mib, cfg.checkpoint_mib
         ))?;
         if cfg.threads > 0 {
             conn.execute_batch(&format!("SET threads = {};", cfg.threads))?;
@@ -299,7 +300,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn configure_sets_duckdb_memory_limit_and_threads() {
+    fn configure_sets_duckdb_memory_limit_threads_and_checkpoint_threshold() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
         let setting = |name: &str| -> String {
@@ -317,9 +318,11 @@ mod tests {
             .configure(&crate::config::StoreConfig {
                 memory_limit_mib: 96,
                 threads: 1,
+                checkpoint_mib: 48,
             })
             .unwrap();
         assert_eq!(setting("memory_limit"), "96.0 MiB");
         assert_eq!(setting("threads"), "1");
+        assert_eq!(setting("checkpoint_threshold"), "48.0 MiB");
     }
 }
