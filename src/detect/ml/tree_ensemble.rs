@@ -35,7 +35,7 @@
 //! per row walking one row at a time to-the-leaf to 1.15 with the lockstep walk
 //! (onnxruntime 1.32 on the same file: 1.7).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
@@ -255,16 +255,18 @@ impl Forest {
         let mut weights = Vec::new();
         let mut mode_seen: Option<u32> = None;
         let mut n_features = 0usize;
+        // Attribute indices of each branch's [false, true] children.
+        let mut children_of = vec![[usize::MAX; 2]; n];
         for (&t, members) in &trees {
             // The root is the one node no branch of its tree points at.
-            let mut is_child: HashMap<usize, ()> = HashMap::new();
+            let mut is_child: HashSet<usize> = HashSet::new();
             for &i in members {
                 if modes[i] == LEAF {
                     continue;
                 }
-                for (which, id) in [
-                    ("true", a.nodes_truenodeids[i]),
-                    ("false", a.nodes_falsenodeids[i]),
+                for (slot, which, id) in [
+                    (0, "false", a.nodes_falsenodeids[i]),
+                    (1, "true", a.nodes_truenodeids[i]),
                 ] {
                     let Some(&c) = index.get(&(t, id)) else {
                         bail!(
@@ -272,13 +274,14 @@ impl Forest {
                             a.nodes_nodeids[i]
                         );
                     };
-                    is_child.insert(c, ());
+                    children_of[i][slot] = c;
+                    is_child.insert(c);
                 }
             }
             let candidates: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|i| !is_child.contains_key(i))
+                .filter(|i| !is_child.contains(i))
                 .collect();
             ensure!(
                 candidates.len() == 1,
@@ -290,11 +293,11 @@ impl Forest {
             // Depth-first preorder.
             let mut stack: Vec<Pending> = vec![(candidates[0], None, 0)];
             let mut depth = 0u32;
-            let mut seen: HashMap<usize, ()> = HashMap::new();
+            let mut seen: HashSet<usize> = HashSet::new();
             while let Some((i, parent, d)) = stack.pop() {
                 depth = depth.max(d);
                 ensure!(
-                    seen.insert(i, ()).is_none(),
+                    seen.insert(i),
                     "tree {t} node {} is reached twice (a cycle or a shared child)",
                     a.nodes_nodeids[i]
                 );
@@ -340,8 +343,7 @@ impl Forest {
                     children: [0, 0],
                 });
                 // Visit the true child first, then the false one (order is layout only).
-                let false_child = index[&(t, a.nodes_falsenodeids[i])];
-                let true_child = index[&(t, a.nodes_truenodeids[i])];
+                let [false_child, true_child] = children_of[i];
                 stack.push((false_child, Some((at, 0)), d + 1));
                 stack.push((true_child, Some((at, 1)), d + 1));
             }
@@ -445,37 +447,32 @@ impl Forest {
     fn sum_single<const M: u32>(&self, x: &[f32], width: usize, out: &mut [f32]) {
         const LANES: usize = 4;
         for (&root, &depth) in self.roots.iter().zip(&self.depths) {
-            if !self.fixed_depth {
-                for (row, acc) in x.chunks_exact(width).zip(out.iter_mut()) {
-                    *acc += self.nodes[self.leaf::<M>(root, row)].value;
-                }
-                continue;
-            }
-            // LANES rows walk the tree together: independent load chains the core
-            // overlaps.
-            let mut rows = x.chunks_exact(width * LANES);
-            let mut accs = out.chunks_exact_mut(LANES);
-            for (block, acc) in (&mut rows).zip(&mut accs) {
-                let mut i = [root as usize; LANES];
-                for _ in 0..depth {
-                    for (l, i) in i.iter_mut().enumerate() {
-                        *i = Self::step::<M>(&self.nodes[*i], &block[l * width..(l + 1) * width]);
+            // Rows the lockstep walk leaves over (or all of them, for deep trees)
+            // walk to their leaf one at a time: the same leaf either way.
+            let mut done = 0;
+            if self.fixed_depth {
+                // LANES rows walk the tree together: independent load chains the
+                // core overlaps.
+                let blocks = x.chunks_exact(width * LANES);
+                for (block, acc) in blocks.zip(out.chunks_exact_mut(LANES)) {
+                    let mut i = [root as usize; LANES];
+                    for _ in 0..depth {
+                        for (l, i) in i.iter_mut().enumerate() {
+                            *i = Self::step::<M>(
+                                &self.nodes[*i],
+                                &block[l * width..(l + 1) * width],
+                            );
+                        }
                     }
-                }
-                for (a, i) in acc.iter_mut().zip(i) {
-                    *a += self.nodes[i].value;
+                    for (a, i) in acc.iter_mut().zip(i) {
+                        *a += self.nodes[i].value;
+                    }
+                    done += LANES;
                 }
             }
-            for (row, acc) in rows
-                .remainder()
-                .chunks_exact(width)
-                .zip(accs.into_remainder())
-            {
-                let mut i = root as usize;
-                for _ in 0..depth {
-                    i = Self::step::<M>(&self.nodes[i], row);
-                }
-                *acc += self.nodes[i].value;
+            let rest = x[done * width..].chunks_exact(width);
+            for (row, acc) in rest.zip(&mut out[done..]) {
+                *acc += self.nodes[self.leaf::<M>(root, row)].value;
             }
         }
     }
