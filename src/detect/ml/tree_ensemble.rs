@@ -390,6 +390,11 @@ impl Forest {
             "input holds {} values, not {rows} x {width}",
             x.len()
         );
+        if width == 0 {
+            // Only trees without a branch accept rows of no features (checked above):
+            // every row gets the same leaves. (Rows are walked as chunks of `width`.)
+            return Ok(self.eval(&[0.0], 1, 1)?.repeat(rows));
+        }
         let mut out = vec![0f32; rows * self.n_targets];
         if rows == 0 {
             return Ok(out);
@@ -1017,6 +1022,28 @@ mod tests {
         let forest = Forest::build(&two_trees()).unwrap();
         let err = forest.eval(&[0.0; 3], 3, 1).unwrap_err().to_string();
         assert_eq!(err, "input has 1 features per row, the trees use feature 1");
+        let err = forest.eval(&[], 3, 0).unwrap_err().to_string();
+        assert_eq!(err, "input has 0 features per row, the trees use feature 1");
+        let err = forest.eval(&[0.0; 5], 3, 2).unwrap_err().to_string();
+        assert_eq!(err, "input holds 5 values, not 3 x 2");
+    }
+
+    /// Trees that are a single leaf each need no features: rows of width 0 get the
+    /// leaves' sum (and do not reach a zero-sized chunking of the input).
+    #[test]
+    fn leaf_only_trees_score_rows_of_no_features() {
+        let a = attrs(
+            &[
+                (0, 0, "LEAF", 0, 0.0, 0, 0, false),
+                (1, 0, "LEAF", 0, 0.0, 0, 0, false),
+            ],
+            &[(0, 0, 0, 1.5), (1, 0, 0, 2.0)],
+            1,
+        );
+        let forest = Forest::build(&a).unwrap();
+        assert_eq!(forest.eval(&[], 3, 0).unwrap(), [3.5, 3.5, 3.5]);
+        assert_eq!(forest.eval(&[], 0, 0).unwrap(), Vec::<f32>::new());
+        assert_eq!(forest.eval(&[7.0, 8.0], 2, 1).unwrap(), [3.5, 3.5]);
     }
 
     fn attr(name: &str, ty: AttributeType, f: impl FnOnce(&mut AttributeProto)) -> AttributeProto {
