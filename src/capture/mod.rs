@@ -17,6 +17,16 @@ use crate::decode::LinkType;
 /// Packets per batch; large enough to amortise channel costs, small enough for latency.
 pub const BATCH_PACKETS: usize = 256;
 
+/// Bytes of packet data a batch is allocated for. A batch counts as full once less than
+/// one full-size frame ([`FRAME_ROOM`]) fits, so ordinary traffic never grows the buffer;
+/// a jumbo or offloaded packet may, and the batch shrinks back when it is reused. With
+/// the queue and pool (about 72 batches) this bounds capture buffers near 9 MiB; batches
+/// that grew to 1 MiB used to hold 24 MB at the peak.
+pub const BATCH_BYTES: usize = 128 * 1024;
+
+/// Room left for one more Ethernet frame with VLAN tags.
+pub const FRAME_ROOM: usize = 2048;
+
 #[derive(Clone, Copy, Debug)]
 pub struct PktMeta {
     /// Capture timestamp, µs since the Unix epoch.
@@ -38,7 +48,7 @@ impl PacketBatch {
     pub fn new(link: LinkType) -> Self {
         PacketBatch {
             link,
-            data: Vec::with_capacity(BATCH_PACKETS * 512),
+            data: Vec::with_capacity(BATCH_BYTES),
             meta: Vec::with_capacity(BATCH_PACKETS),
         }
     }
@@ -78,10 +88,13 @@ impl PacketBatch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.meta.clear();
+        if self.data.capacity() > BATCH_BYTES {
+            self.data.shrink_to(BATCH_BYTES);
+        }
     }
 
     pub fn is_full(&self) -> bool {
-        self.meta.len() >= BATCH_PACKETS || self.data.len() >= BATCH_PACKETS * 2048
+        self.meta.len() >= BATCH_PACKETS || self.data.len() + FRAME_ROOM > BATCH_BYTES
     }
 }
 
@@ -151,4 +164,36 @@ pub fn stopped(stop: &StopFlag) -> bool {
 /// Converts a libpcap timeval to µs since the epoch.
 pub fn timeval_us(tv: &libc::timeval) -> i64 {
     tv.tv_sec.saturating_mul(1_000_000) + tv.tv_usec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Full-size frames fill a batch without ever growing its buffer, and a batch that
+    /// grew for a huge packet shrinks back when it is cleared for reuse.
+    #[test]
+    fn batches_keep_their_buffer_size() {
+        let mut b = PacketBatch::new(LinkType::Ethernet);
+        let cap = b.data.capacity();
+        assert!(cap >= BATCH_BYTES);
+        let frame = [0xabu8; 1518];
+        let mut n = 0;
+        while !b.is_full() {
+            b.push(n, 1518, &frame);
+            n += 1;
+        }
+        assert_eq!(b.data.capacity(), cap, "a full-size frame grew the buffer");
+        assert_eq!(n as usize, BATCH_BYTES / 1518 - 1, "room left unused");
+        assert_eq!(b.packet(3).1, &frame[..]);
+
+        b.clear();
+        b.push(0, 1000, &[1u8; 1000]);
+        b.push(1, 300_000, &vec![2u8; 300_000]);
+        assert!(b.is_full());
+        assert_eq!(b.packet(1).1.len(), 300_000);
+        b.clear();
+        assert_eq!(b.data.capacity(), BATCH_BYTES);
+        assert!(b.is_empty());
+    }
 }
