@@ -7,8 +7,8 @@
 //!
 //! **Deduplication.** An alert is identified by rule × device × peer. A repeat within
 //! `detect.dedup_window_secs` of the previous occurrence's `last_ts` does not open a
-//! new alert: `count` goes up, `last_ts` moves on, up to [`MAX_STORED_FLOWS`] flow ids
-//! are kept, and the severity rises if the repeat is more severe (with its title and
+//! new alert: `count` goes up, `last_ts` moves on, the lowest [`MAX_STORED_FLOWS`]
+//! flow ids are kept, and the severity rises if the repeat is more severe (with its title and
 //! explanation). The window slides: a condition that keeps recurring stays one alert.
 //!
 //! **States.** `active` (new), `acknowledged` (seen by someone, still open),
@@ -317,20 +317,21 @@ impl Group<'_> {
     fn last_ts(&self) -> i64 {
         self.alerts.last().map_or(i64::MIN, |a| a.ts)
     }
-    /// Flow ids of `existing` followed by the group's new ones, at most
-    /// [`MAX_STORED_FLOWS`], each once.
+    /// The lowest (earliest opened) [`MAX_STORED_FLOWS`] flow ids of `existing` and the
+    /// group's occurrences, ascending, each once. Keeping the lowest rather than the
+    /// first to arrive makes the list the same however occurrences were cut into
+    /// flushes (a wall-clock matter).
     fn flow_ids(&self, existing: &[i64]) -> Vec<i64> {
         let mut ids = existing.to_vec();
+        ids.extend(
+            self.alerts
+                .iter()
+                .flat_map(|a| a.flow_ids.iter())
+                .map(|f| *f as i64),
+        );
+        ids.sort_unstable();
+        ids.dedup();
         ids.truncate(MAX_STORED_FLOWS);
-        for f in self.alerts.iter().flat_map(|a| a.flow_ids.iter()) {
-            let f = *f as i64;
-            if ids.len() >= MAX_STORED_FLOWS {
-                break;
-            }
-            if !ids.contains(&f) {
-                ids.push(f);
-            }
-        }
         ids
     }
 }
@@ -585,11 +586,20 @@ impl Lifecycle {
         rows.collect()
     }
 
+    /// Whether [`Lifecycle::resolve_stale`] would do its work at packet time `now`. The
+    /// caller stores the occurrences it holds first, so none of them is left to open a
+    /// new alert where it repeats one that resolution is about to close.
+    pub fn resolve_due(&self, now: i64) -> bool {
+        self.resolve_after > 0
+            && now != i64::MIN
+            && now >= self.last_resolve.saturating_add(3600 * SEC)
+    }
+
     /// Marks open alerts not repeated for `detect.resolve_after_secs` before packet time
     /// `now` as resolved; does the work at most once an hour of packet time. Returns how
     /// many were resolved.
     pub fn resolve_stale(&mut self, now: i64) -> u64 {
-        if self.resolve_after <= 0 || now == i64::MIN || now < self.last_resolve + 3600 * SEC {
+        if !self.resolve_due(now) {
             return 0;
         }
         self.last_resolve = now;
@@ -896,6 +906,19 @@ mod tests {
         let s = lc.persist(&batch);
         assert_eq!(s[0].count, 150);
         assert_eq!(row(&store, s[0].id).4.len(), MAX_STORED_FLOWS);
+        // The same occurrences in another order and cut into two flushes keep the same
+        // list: the lowest ids, ascending.
+        let (store2, mut lc2) = setup();
+        let mut rev = batch.clone();
+        rev.reverse();
+        for a in rev.iter_mut() {
+            a.ts = T0;
+        }
+        let s2 = lc2.persist(&rev[..60]);
+        lc2.persist(&rev[60..]);
+        let ids = row(&store2, s2[0].id).4;
+        assert_eq!(ids, (0..MAX_STORED_FLOWS as i64).collect::<Vec<_>>());
+        assert_eq!(ids, row(&store, s[0].id).4);
     }
 
     #[test]

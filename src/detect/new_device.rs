@@ -124,13 +124,16 @@ impl Rule for NewDevice {
     }
 
     fn tick(&mut self, ctx: &Ctx, now: i64, out: &mut Vec<Alert>) {
-        let due: Vec<[u8; 6]> = self
+        // In deadline, then MAC order: the map's order differs from run to run, and the
+        // order of the reports is the order of the alerts' ids.
+        let mut due: Vec<(i64, [u8; 6])> = self
             .pending
             .iter()
             .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(m, _)| *m)
+            .map(|(m, (_, deadline))| (*deadline, *m))
             .collect();
-        for m in due {
+        due.sort_unstable();
+        for (_, m) in due {
             if let Some((d, _)) = self.pending.remove(&m) {
                 self.report(ctx, &d, out);
             }
@@ -138,7 +141,8 @@ impl Rule for NewDevice {
     }
 
     fn finish(&mut self, ctx: &Ctx, out: &mut Vec<Alert>) {
-        let all: Vec<DeviceRecord> = self.pending.drain().map(|(_, (d, _))| d).collect();
+        let mut all: Vec<DeviceRecord> = self.pending.drain().map(|(_, (d, _))| d).collect();
+        all.sort_unstable_by_key(|d| (d.first_seen, d.mac));
         for d in all {
             self.report(ctx, &d, out);
         }

@@ -398,8 +398,17 @@ impl FlowTable {
                 updates.push(*k);
             }
         }
-        // Write in end order so the store receives rows roughly sorted by time.
-        ended.sort_by_key(|(k, _)| self.map.get(k).map(|f| f.last_ts()).unwrap_or(0));
+        // Write in end order so the store receives rows roughly sorted by time, ties and
+        // updates by flow id: the map's iteration order differs from run to run, and
+        // what follows (device windows, rules) must see the same stream every replay.
+        let order = |k: &FlowKey| {
+            self.map
+                .get(k)
+                .map(|f| (f.last_ts(), f.id))
+                .unwrap_or_default()
+        };
+        ended.sort_by_cached_key(|(k, _)| order(k));
+        updates.sort_by_cached_key(order);
         for (k, why) in ended {
             if let Some(f) = self.map.remove(&k) {
                 self.stats.expired += 1;
@@ -437,14 +446,17 @@ impl FlowTable {
         let idx = n.min(ranks.len()) - 1;
         let (_, cut, _) = ranks.select_nth_unstable(idx);
         let cut = *cut;
-        let victims: Vec<FlowKey> = self
+        // Which of the flows tied at the cut go is decided by flow id, not by the map's
+        // (per-run random) order.
+        let mut victims: Vec<(i64, u64, FlowKey)> = self
             .map
             .iter()
             .filter(|(_, f)| rank(f) <= cut)
-            .map(|(k, _)| *k)
-            .take(n)
+            .map(|(k, f)| (rank(f), f.id, *k))
             .collect();
-        for k in victims {
+        victims.sort_unstable_by_key(|v| (v.0, v.1));
+        victims.truncate(n);
+        for (_, _, k) in victims {
             if let Some(f) = self.map.remove(&k) {
                 self.stats.evicted += 1;
                 self.export(&k, f, EndReason::Evicted, true, out);
@@ -455,7 +467,7 @@ impl FlowTable {
     /// Writes every live flow (end of a capture file, shutdown).
     pub fn flush_all(&mut self, out: &mut Vec<Event>) {
         let mut all: Vec<(FlowKey, Flow)> = self.map.drain().collect();
-        all.sort_by_key(|(_, f)| f.last_ts());
+        all.sort_by_key(|(_, f)| (f.last_ts(), f.id));
         for (k, f) in all {
             self.export(&k, f, EndReason::Shutdown, true, out);
         }

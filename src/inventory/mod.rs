@@ -289,17 +289,27 @@ impl Inventory {
         if refresh {
             self.last_refresh = now;
         }
-        for d in self.devices.values_mut() {
-            if d.changed || (refresh && d.dirty) {
-                Self::emit(d, out);
-            }
-        }
+        self.emit_where(out, |d| d.changed || (refresh && d.dirty));
     }
 
     /// Publishes everything not yet published (end of capture).
     pub fn flush(&mut self, out: &mut Vec<Event>) {
-        for d in self.devices.values_mut() {
-            if d.changed || d.dirty {
+        self.emit_where(out, |d| d.changed || d.dirty);
+    }
+
+    /// Emits the devices `due` picks, in MAC order (and each one's addresses in address
+    /// order), not in the maps' per-run random order: rules such as `new_device` number
+    /// their alerts in the order devices arrive, and a replay must number them alike.
+    fn emit_where(&mut self, out: &mut Vec<Event>, due: impl Fn(&Device) -> bool) {
+        let mut macs: Vec<[u8; 6]> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| due(d))
+            .map(|(m, _)| *m)
+            .collect();
+        macs.sort_unstable();
+        for m in macs {
+            if let Some(d) = self.devices.get_mut(&m) {
                 Self::emit(d, out);
             }
         }
@@ -310,6 +320,7 @@ impl Inventory {
         d.rec.is_new = false;
         d.changed = false;
         d.dirty = false;
+        let first = out.len();
         for (ip, a) in d.addrs.iter_mut() {
             if a.published_last != a.last {
                 a.published_last = a.last;
@@ -322,5 +333,9 @@ impl Inventory {
                 }));
             }
         }
+        out[first..].sort_unstable_by_key(|e| match e {
+            Event::DeviceAddress(a) => Some(a.addr),
+            _ => None,
+        });
     }
 }
