@@ -26,6 +26,12 @@ use crate::proto::ProtoRecord;
 
 const MAX_NAMES: usize = 4096;
 
+/// Verdicts of the classifier kept per registrable domain. A home network asks for the
+/// same few hundred zones all day, and scoring one costs microseconds (most of this
+/// rule's time on the benchmark); the cache starts over when it fills, so memory stays
+/// bounded whatever a device looks up.
+const VERDICTS_CAP: usize = 8192;
+
 #[derive(Default)]
 struct DgaWindow {
     start: i64,
@@ -49,6 +55,7 @@ pub struct DgaRule {
     nx: Tracked<IpAddr, NxWindow>,
     dga_on: bool,
     nx_on: bool,
+    verdicts: HashMap<String, bool>,
 }
 
 fn ignored(q: &str) -> bool {
@@ -78,7 +85,21 @@ impl DgaRule {
             nx: Tracked::new(cfg.max_tracked),
             dga_on: cfg.dga.enabled,
             nx_on: cfg.nxdomain_burst.enabled,
+            verdicts: HashMap::new(),
         }
+    }
+
+    /// [`is_dga`] of a registrable domain, remembered.
+    fn is_dga(&mut self, zone: &str) -> bool {
+        if let Some(&v) = self.verdicts.get(zone) {
+            return v;
+        }
+        if self.verdicts.len() >= VERDICTS_CAP {
+            self.verdicts.clear();
+        }
+        let v = is_dga(zone);
+        self.verdicts.insert(zone.to_string(), v);
+        v
     }
 }
 
@@ -99,7 +120,7 @@ impl Rule for DgaRule {
         let zone = registrable(&d.query);
         let dev = who(m.orig_addr, m.orig_mac);
 
-        if self.dga_on && is_dga(zone) {
+        if self.dga_on && self.is_dga(zone) {
             let c = &ctx.cfg.dga;
             let window = c.window_secs as i64 * SEC;
             let w = self.dga.touch(&m.orig_addr, d.ts, DgaWindow::default);
@@ -228,6 +249,28 @@ mod tests {
         "plmkqwxztr.cn",
         "rrtxqwzv9k.top",
     ];
+
+    /// Remembered verdicts are the classifier's, and the cache stays within its cap.
+    #[test]
+    fn verdict_cache_agrees_and_is_bounded() {
+        let mut r = rule();
+        let names: Vec<String> = GENERATED
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["google.com", "wikipedia.org", "netflix.com"].map(String::from))
+            .collect();
+        for _ in 0..2 {
+            for n in &names {
+                assert_eq!(r.is_dga(n), is_dga(n), "{n}");
+            }
+        }
+        assert!(names.iter().any(|n| r.is_dga(n)) && names.iter().any(|n| !r.is_dga(n)));
+        for i in 0..VERDICTS_CAP + 10 {
+            r.is_dga(&format!("host{i}.example"));
+        }
+        assert!(r.verdicts.len() <= VERDICTS_CAP);
+        assert_eq!(r.is_dga("xkqzvtrwplmn.com"), is_dga("xkqzvtrwplmn.com"));
+    }
 
     #[test]
     fn generated_names_that_fail_are_high() {
