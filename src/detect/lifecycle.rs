@@ -305,9 +305,13 @@ struct Group<'a> {
 }
 
 impl Group<'_> {
+    /// The earliest occurrence of the highest severity: its title and explanation are
+    /// stored. (The earliest, not the last: which occurrences share a hand-off is a
+    /// wall-clock matter, and the stored text must not depend on it.)
     fn worst(&self) -> &Alert {
         self.alerts
             .iter()
+            .rev()
             .max_by_key(|a| a.severity)
             .expect("groups are not empty")
     }
@@ -895,6 +899,45 @@ mod tests {
         assert_eq!(lc.stats.new, 3);
         assert_eq!(lc.stats.bumped, 2);
         assert_eq!(lc.stats.new_by_rule["port_scan"], 3);
+    }
+
+    /// However the occurrences are cut into hand-offs, the stored text is that of the
+    /// earliest occurrence of the highest severity.
+    #[test]
+    fn stored_text_does_not_depend_on_hand_off_cuts() {
+        let occ = [
+            alert(T0, "tls_anomaly", Severity::Low, "x", 1).explain("low"),
+            alert(T0 + SEC, "tls_anomaly", Severity::Medium, "x", 2).explain("first medium"),
+            alert(T0 + 2 * SEC, "tls_anomaly", Severity::Medium, "x", 3).explain("second"),
+        ];
+        let stored = |cuts: &[usize]| {
+            let (store, mut lc) = setup();
+            let mut from = 0;
+            let mut id = 0;
+            for &to in cuts.iter().chain([occ.len()].iter()) {
+                if let Some(s) = lc.persist(&occ[from..to]).first() {
+                    id = s.id;
+                }
+                from = to;
+            }
+            let c = store.connection().unwrap();
+            c.query_row(
+                "SELECT severity, explanation, count FROM alerts WHERE id = ?",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u64>(2)?,
+                    ))
+                },
+            )
+            .unwrap()
+        };
+        let want = ("medium".to_string(), "first medium".to_string(), 3);
+        for cuts in [&[][..], &[1], &[2], &[1, 2]] {
+            assert_eq!(stored(cuts), want, "cut at {cuts:?}");
+        }
     }
 
     #[test]
