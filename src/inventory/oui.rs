@@ -185,16 +185,28 @@ pub fn is_multicast(mac: [u8; 6]) -> bool {
 
 /// Formats `mac` as lowercase `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(17);
-    for (i, b) in mac.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 0x0f) as usize] as char);
+    mac_text(&mac).as_str().to_string()
+}
+
+/// A MAC as `aa:bb:cc:dd:ee:ff` text on the stack, for writers that copy it into a
+/// buffer of their own (no allocation).
+pub struct MacText([u8; 17]);
+
+impl MacText {
+    pub fn as_str(&self) -> &str {
+        // Hex digits and colons only: always ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
-    s
+}
+
+pub fn mac_text(mac: &[u8; 6]) -> MacText {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [b':'; 17];
+    for (i, b) in mac.iter().enumerate() {
+        t[3 * i] = HEX[(b >> 4) as usize];
+        t[3 * i + 1] = HEX[(b & 0x0f) as usize];
+    }
+    MacText(t)
 }
 
 #[cfg(test)]

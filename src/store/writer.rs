@@ -9,11 +9,12 @@
 //! again; the writer replaces the earlier row so `flows` holds one row per flow.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use duckdb::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, StringBuilder,
     TimestampMicrosecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
 use duckdb::arrow::datatypes::{Field, Schema};
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use crate::event::{Event, MetaRecord};
 use crate::flow::FlowRecord;
-use crate::inventory::oui::format_mac;
+use crate::inventory::oui::{format_mac, mac_text};
 use crate::inventory::{DeviceAddressRecord, DeviceRecord};
 use crate::pipeline::EventBatch;
 use crate::proto::{self, ProtoRecord};
@@ -495,7 +496,29 @@ fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
     let u64c = |f: &dyn Fn(&FlowRecord) -> u64| col(flows, f, UInt64Array::from);
     let u32c = |f: &dyn Fn(&FlowRecord) -> u32| col(flows, f, UInt32Array::from);
     let f64c = |f: &dyn Fn(&FlowRecord) -> f64| col(flows, f, Float64Array::from);
-    let strc = |f: &dyn Fn(&FlowRecord) -> Option<String>| col(flows, f, StringArray::from);
+    // Text columns are built in place, without a String per cell: borrowed text as it
+    // is, addresses and MACs formatted straight into the column's buffer.
+    let strs = |g: &dyn Fn(&FlowRecord) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(flows.iter().map(|f| g(f))))
+    };
+    let addrc = |g: &dyn Fn(&FlowRecord) -> std::net::IpAddr| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(flows.len(), flows.len() * 16);
+        for f in flows {
+            let _ = write!(b, "{}", g(f));
+            b.append_value("");
+        }
+        Arc::new(b.finish())
+    };
+    let macc = |g: &dyn Fn(&FlowRecord) -> Option<[u8; 6]>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(flows.len(), flows.len() * 17);
+        for f in flows {
+            match g(f) {
+                Some(m) => b.append_value(mac_text(&m).as_str()),
+                None => b.append_null(),
+            }
+        }
+        Arc::new(b.finish())
+    };
     let tsc = |f: &dyn Fn(&FlowRecord) -> i64| col(flows, f, TimestampMicrosecondArray::from);
     let secs = |us: f64| us / 1e6;
     let columns: Vec<ArrayRef> = vec![
@@ -503,19 +526,19 @@ fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
         tsc(&|f| f.first_ts),
         tsc(&|f| f.last_ts),
         f64c(&|f| (f.last_ts - f.first_ts) as f64 / 1e6),
-        strc(&|f| Some(f.proto_name().to_string())),
+        strs(&|f| Some(f.proto_name())),
         col(flows, |f| f.proto, UInt8Array::from),
-        strc(&|f| f.app_proto.map(str::to_string)),
+        strs(&|f| f.app_proto),
         col(flows, |f| f.vlan, UInt16Array::from),
-        strc(&|f| Some(f.orig_addr.to_string())),
+        addrc(&|f| f.orig_addr),
         col(flows, |f| f.orig_port, UInt16Array::from),
-        strc(&|f| Some(f.resp_addr.to_string())),
+        addrc(&|f| f.resp_addr),
         col(flows, |f| f.resp_port, UInt16Array::from),
-        strc(&|f| mac(f.orig_mac)),
-        strc(&|f| mac(f.resp_mac)),
-        strc(&|f| Some(f.community_id.clone())),
-        strc(&|f| Some(f.conn_state.to_string())),
-        strc(&|f| Some(f.history.clone())),
+        macc(&|f| f.orig_mac),
+        macc(&|f| f.resp_mac),
+        strs(&|f| Some(f.community_id.as_str())),
+        strs(&|f| Some(f.conn_state)),
+        strs(&|f| Some(f.history.as_str())),
         u64c(&|f| f.orig.pkts),
         u64c(&|f| f.orig.bytes),
         u64c(&|f| f.orig.payload_bytes),
@@ -550,7 +573,7 @@ fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
         f64c(&|f| secs(f.resp.iat_mean_us)),
         f64c(&|f| secs(f.resp.iat_std_us)),
         f64c(&|f| secs(f.resp.iat_max_us as f64)),
-        strc(&|f| Some(f.end_reason.as_str().to_string())),
+        strs(&|f| Some(f.end_reason.as_str())),
         col(flows, |f| f.is_final, BooleanArray::from),
     ];
     let fields: Vec<Field> = columns

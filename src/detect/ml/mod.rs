@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use duckdb::Connection;
 use duckdb::arrow::array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Float64Array, Int32Array, Int64Array, StringBuilder, TimestampMicrosecondArray,
 };
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
@@ -43,7 +43,7 @@ use crate::flow::device_features::{DEVICE_FEATURES, DeviceRow, DeviceWindows};
 use crate::flow::features::{
     FLOW_FEATURES, FLOW_N, FlowFacts, SCHEMA_VERSION, device_of, flow_features,
 };
-use crate::inventory::oui::format_mac;
+use crate::inventory::oui::{format_mac, mac_text};
 use crate::pipeline::EventBatch;
 pub use model::{Model, ModelType};
 pub use registry::{LoadError, Loaded, Registry};
@@ -657,6 +657,18 @@ fn feature_columns<'a, const N: usize>(
     })
 }
 
+/// MACs as text, formatted straight into the column.
+fn mac_column(macs: impl ExactSizeIterator<Item = Option<[u8; 6]>>) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(macs.len(), macs.len() * 17);
+    for m in macs {
+        match m {
+            Some(m) => b.append_value(mac_text(&m).as_str()),
+            None => b.append_null(),
+        }
+    }
+    Arc::new(b.finish())
+}
+
 fn write_flows(conn: &Connection, rows: &[FlowRow]) -> duckdb::Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -668,9 +680,7 @@ fn write_flows(conn: &Connection, rows: &[FlowRow]) -> duckdb::Result<()> {
         Arc::new(TimestampMicrosecondArray::from_iter_values(
             rows.iter().map(|r| r.ts),
         )),
-        Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| r.mac.map(format_mac)),
-        )),
+        mac_column(rows.iter().map(|r| r.mac)),
         Arc::new(Int32Array::from_iter_values(
             rows.iter().map(|_| SCHEMA_VERSION),
         )),
@@ -687,9 +697,7 @@ fn write_devices(conn: &Connection, rows: &[DeviceRow]) -> duckdb::Result<()> {
         Arc::new(TimestampMicrosecondArray::from_iter_values(
             rows.iter().map(|r| r.window_start),
         )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| format_mac(r.mac)),
-        )),
+        mac_column(rows.iter().map(|r| Some(r.mac))),
         Arc::new(Int32Array::from_iter_values(
             rows.iter().map(|_| SCHEMA_VERSION),
         )),
