@@ -509,16 +509,7 @@ fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
         }
         Arc::new(b.finish())
     };
-    let macc = |g: &dyn Fn(&FlowRecord) -> Option<[u8; 6]>| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(flows.len(), flows.len() * 17);
-        for f in flows {
-            match g(f) {
-                Some(m) => b.append_value(mac_text(&m).as_str()),
-                None => b.append_null(),
-            }
-        }
-        Arc::new(b.finish())
-    };
+    let macc = |g: &dyn Fn(&FlowRecord) -> Option<[u8; 6]>| mac_column(flows.iter().map(|f| g(f)));
     let tsc = |f: &dyn Fn(&FlowRecord) -> i64| col(flows, f, TimestampMicrosecondArray::from);
     let secs = |us: f64| us / 1e6;
     let columns: Vec<ArrayRef> = vec![
@@ -576,6 +567,12 @@ fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
         strs(&|f| Some(f.end_reason.as_str())),
         col(flows, |f| f.is_final, BooleanArray::from),
     ];
+    record_batch(columns)
+}
+
+/// Columns in table order as one Arrow batch for `Appender::append_record_batch`
+/// (DuckDB matches columns by position; the names are placeholders).
+pub(crate) fn record_batch(columns: Vec<ArrayRef>) -> duckdb::Result<RecordBatch> {
     let fields: Vec<Field> = columns
         .iter()
         .enumerate()
@@ -583,6 +580,18 @@ fn flows_batch(flows: &[&FlowRecord]) -> duckdb::Result<RecordBatch> {
         .collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| duckdb::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// MACs as `aa:bb:cc:dd:ee:ff` text, formatted straight into the column's buffer.
+pub(crate) fn mac_column(macs: impl ExactSizeIterator<Item = Option<[u8; 6]>>) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(macs.len(), macs.len() * 17);
+    for m in macs {
+        match m {
+            Some(m) => b.append_value(mac_text(&m).as_str()),
+            None => b.append_null(),
+        }
+    }
+    Arc::new(b.finish())
 }
 
 #[cfg(test)]

@@ -28,10 +28,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use duckdb::Connection;
 use duckdb::arrow::array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, Float64Array, Int32Array, Int64Array, TimestampMicrosecondArray,
 };
-use duckdb::arrow::datatypes::{Field, Schema};
-use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::types::{TimeUnit, Value};
 use serde::Serialize;
 use serde_json::json;
@@ -43,8 +41,9 @@ use crate::flow::device_features::{DEVICE_FEATURES, DeviceRow, DeviceWindows};
 use crate::flow::features::{
     FLOW_FEATURES, FLOW_N, FlowFacts, SCHEMA_VERSION, device_of, flow_features,
 };
-use crate::inventory::oui::{format_mac, mac_text};
+use crate::inventory::oui::format_mac;
 use crate::pipeline::EventBatch;
+use crate::store::writer::{mac_column, record_batch};
 pub use model::{Model, ModelType};
 pub use registry::{LoadError, Loaded, Registry};
 
@@ -636,15 +635,8 @@ fn push_scores(
 /// columns instead of binding a `Value` per cell, a third of this thread's time when the
 /// rows went through `append_row`.
 fn append_columns(conn: &Connection, table: &str, columns: Vec<ArrayRef>) -> duckdb::Result<()> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
-        .collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| duckdb::Error::ToSqlConversionFailure(Box::new(e)))?;
     let mut app = conn.appender(table)?;
-    app.append_record_batch(batch)?;
+    app.append_record_batch(record_batch(columns)?)?;
     app.flush()
 }
 
@@ -655,18 +647,6 @@ fn feature_columns<'a, const N: usize>(
     (0..N).map(move |j| {
         Arc::new(Float64Array::from_iter_values(rows.clone().map(|v| v[j]))) as ArrayRef
     })
-}
-
-/// MACs as text, formatted straight into the column.
-fn mac_column(macs: impl ExactSizeIterator<Item = Option<[u8; 6]>>) -> ArrayRef {
-    let mut b = StringBuilder::with_capacity(macs.len(), macs.len() * 17);
-    for m in macs {
-        match m {
-            Some(m) => b.append_value(mac_text(&m).as_str()),
-            None => b.append_null(),
-        }
-    }
-    Arc::new(b.finish())
 }
 
 fn write_flows(conn: &Connection, rows: &[FlowRow]) -> duckdb::Result<()> {
@@ -745,6 +725,21 @@ mod tests {
         }
     }
 
+    /// A worker on a fresh database file (kept alive by the returned directory).
+    fn worker(cfg: &Config) -> (tempfile::TempDir, Store, Worker) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+        let lc = Lifecycle::new(store.connection().unwrap(), &cfg.detect);
+        let w = Worker::new(
+            cfg,
+            Registry::new(cfg),
+            store.connection().unwrap(),
+            lc,
+            None,
+        );
+        (dir, store, w)
+    }
+
     fn flow_event(id: u64, last_s: i64, resp: [u8; 4]) -> Event {
         use crate::flow::{DirSummary, EndReason, FlowRecord};
         let t0 = 1_700_000_040_000_000i64;
@@ -791,17 +786,7 @@ mod tests {
             flow_event(4, 400, [93, 184, 216, 37]),
         ];
         let rows = |cuts: &[usize]| -> Vec<(i64, Vec<u64>)> {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
-            let cfg = Config::default();
-            let lc = Lifecycle::new(store.connection().unwrap(), &cfg.detect);
-            let mut w = Worker::new(
-                &cfg,
-                Registry::new(&cfg),
-                store.connection().unwrap(),
-                lc,
-                None,
-            );
+            let (_dir, _store, mut w) = worker(&Config::default());
             let mut from = 0;
             for &to in cuts.iter().chain([events.len()].iter()) {
                 w.on_events(&events[from..to]);
@@ -834,17 +819,8 @@ mod tests {
     /// smaller remainder waits, and `finish` writes it: nothing scored is lost.
     #[test]
     fn scored_rows_are_written_in_large_transactions_and_at_finish() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
         let cfg = Config::default();
-        let lc = Lifecycle::new(store.connection().unwrap(), &cfg.detect);
-        let mut w = Worker::new(
-            &cfg,
-            Registry::new(&cfg),
-            store.connection().unwrap(),
-            lc,
-            None,
-        );
+        let (_dir, store, mut w) = worker(&cfg);
         let conn = store.connection().unwrap();
         let stored = || -> i64 {
             conn.query_row("SELECT count(*) FROM flow_features", [], |r| r.get(0))
