@@ -11,8 +11,13 @@
 //! chunks), so flows, TCP reassembly and parser state carry on around each corrupt
 //! packet. Seeded: a failure names its round and replays the same way.
 //!
-//! `NG_MUTATION_ROUNDS` (default 8, about 1.5 s each) sets how many differently seeded rounds run;
-//! raise it to hunt locally. Skips with a message when the corpus is absent.
+//! The second test damages the capture files themselves (cut short, header bits, record
+//! and block lengths set to edge values): each must be read up to the damage or refused
+//! with an error naming it, and the run goes on with the next file.
+//!
+//! `NG_MUTATION_ROUNDS` (default 8; about 1.5 s per round for each test) sets how many
+//! differently seeded rounds run; raise it to hunt locally. Skips with a message when the
+//! corpus is absent.
 
 mod common;
 #[path = "craft/mod.rs"]
@@ -148,7 +153,7 @@ fn mutated_round(
         let mut pcap = craft::Pcap::default();
         let mut donor: Vec<u8> = Vec::new();
         while let Ok(p) = cap.next_packet() {
-            let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
+            let ts = netguardian::capture::timeval_us(&p.header.ts);
             let data = if rng.below(3) == 0 {
                 let (kind, v) = mutate(&mut rng, p.data, &donor);
                 kinds[kind] += 1;
@@ -183,6 +188,14 @@ fn run(store: &Store, files: Vec<PathBuf>, round: u64) -> RunSummary {
     .unwrap_or_else(|e| panic!("round {round}: the pipeline failed on mutated traffic: {e:#}"))
 }
 
+/// `NG_MUTATION_ROUNDS`, default 8.
+fn rounds() -> u64 {
+    std::env::var("NG_MUTATION_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
+}
+
 fn count(store: &Store, sql: &str) -> i64 {
     store
         .connection()
@@ -197,10 +210,7 @@ fn mutated_corpus_traffic_is_counted_never_crashes() {
     else {
         return;
     };
-    let rounds: u64 = std::env::var("NG_MUTATION_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let rounds = rounds();
     let mut captures = common::capture_files(&corpus.join("ndpi/pcap"));
     captures.extend(common::capture_files(&corpus.join("ja4/pcap")));
     assert!(captures.len() > 500, "corpus captures: {}", captures.len());
@@ -275,5 +285,89 @@ fn mutated_corpus_traffic_is_counted_never_crashes() {
             &format!("SELECT count(*) FROM {t} WHERE flow_id NOT IN (SELECT id FROM flows)"),
         );
         assert_eq!(orphans, 0, "{t} rows without their flow");
+    }
+}
+
+/// One damaged copy of a capture file: cut short, a header byte changed, or a 32-bit
+/// field (a record or block length, a timestamp) set to an edge value.
+fn damage(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
+    let mut v = file.to_vec();
+    let n = v.len();
+    match rng.below(4) {
+        0 => v.truncate(rng.range(1, n)),
+        1 => {
+            // The file header and the first record or block headers.
+            let i = rng.below(n.min(96));
+            v[i] ^= 1 << rng.below(8);
+        }
+        _ => {
+            let i = rng.below(n - 4) & !3;
+            let edge: u32 = [0, 1, 0xffff, 0x0004_0000, 0x7fff_ffff, u32::MAX][rng.below(6)];
+            v[i..i + 4].copy_from_slice(&edge.to_le_bytes());
+        }
+    }
+    v
+}
+
+#[test]
+fn damaged_capture_files_are_named_never_crash() {
+    let Some(corpus) = common::corpus_or_skip("damaged_capture_files_are_named_never_crash") else {
+        return;
+    };
+    // Small pcap and pcapng captures of both byte orders and several link types.
+    let sources: Vec<PathBuf> = common::capture_files(&corpus.join("ndpi/pcap"))
+        .into_iter()
+        .chain(common::capture_files(&corpus.join("tcpdump")))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 200 && m.len() < 20_000))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("damaged.duckdb")).unwrap();
+    let mut stats_before = 0;
+    for round in 0..rounds() {
+        let mut rng = Rng(0x6e67_f11e + round);
+        let out = dir.path().join(format!("round{round}"));
+        std::fs::create_dir(&out).unwrap();
+        let mut files = Vec::new();
+        let mut formats = std::collections::BTreeMap::new();
+        for (i, src) in sources.iter().enumerate() {
+            let bytes = std::fs::read(src).unwrap();
+            *formats
+                .entry(format!("{:?}", common::capture_format(src).unwrap()))
+                .or_insert(0) += 1;
+            let f = out.join(format!("{i:04}.pcap"));
+            std::fs::write(&f, damage(&mut rng, &bytes)).unwrap();
+            files.push(f);
+        }
+        assert!(files.len() > 300, "damaged files: {}", files.len());
+        let s = run(&store, files.clone(), round);
+        eprintln!(
+            "round {round}: damaged copies of {} captures {formats:?}: {} packets, {} flows, {} malformed, {} errors, e.g. {:?}",
+            files.len(),
+            s.packets,
+            s.flows,
+            s.malformed,
+            s.errors.len(),
+            s.errors.first()
+        );
+        // Every refused or cut-short file is named in its error, and the rest was read.
+        assert!(!s.errors.is_empty() && s.errors.len() < files.len() / 2);
+        for e in &s.errors {
+            assert!(
+                files.iter().any(|f| e.contains(&*f.display().to_string())),
+                "round {round}: error without its file name: {e}"
+            );
+        }
+        assert!(
+            s.packets > 1_000 && s.flows > 100,
+            "round {round}: too little read"
+        );
+        // What was read before each damaged spot is stored: a capture_stats row for
+        // every file that opened.
+        let stats = count(&store, "SELECT count(*) FROM capture_stats");
+        assert!(
+            stats - stats_before > files.len() as i64 / 2,
+            "round {round}: capture_stats rows {stats}, before {stats_before}"
+        );
+        stats_before = stats;
     }
 }
