@@ -138,6 +138,9 @@ pub struct FlowTableStats {
     pub peak_active: u64,
 }
 
+/// Tables this small (about 4 MiB) are never shrunk: not worth a rehash.
+const SHRINK_ABOVE: usize = 16_384;
+
 pub struct FlowTable {
     map: HashMap<FlowKey, Flow, foldhash::fast::RandomState>,
     cfg: FlowConfig,
@@ -423,6 +426,23 @@ impl FlowTable {
                 out.push(Event::Flow(record(&k, f, EndReason::ActiveTimeout, false)));
             }
         }
+        self.shrink_after_flood();
+    }
+
+    /// A flood or scan fills the table, and its flows expire within a minute; the map
+    /// never gives back its buckets by itself, and the flood's scattered inserts touched
+    /// every page of them. Shrunk once it is seven-eighths empty, so after a flood
+    /// from random sources the service returns to the memory of a quiet network.
+    fn shrink_after_flood(&mut self) {
+        let cap = self.map.capacity();
+        if cap > SHRINK_ABOVE && self.map.len() < cap / 8 {
+            self.map.shrink_to(self.map.len() * 2);
+        }
+    }
+
+    /// Flows the table can hold before its map reallocates.
+    pub fn capacity(&self) -> usize {
+        self.map.capacity()
     }
 
     /// Table full: expire what is due, then push out the least recently active
@@ -570,4 +590,77 @@ fn record(key: &FlowKey, f: &Flow, why: EndReason, is_final: bool) -> FlowRecord
 /// Bytes one tracked flow costs in the table (entry, excluding heap-held parser state).
 pub const fn flow_entry_size() -> usize {
     std::mem::size_of::<FlowKey>() + std::mem::size_of::<Flow>()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    fn syn(i: u32, ts: i64) -> PacketInfo<'static> {
+        PacketInfo {
+            ts,
+            wire_len: 60,
+            src_mac: Some([2, 0, 0, 0, 0, 1]),
+            dst_mac: Some([2, 0, 0, 0, 0, 2]),
+            vlan: 0,
+            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i)),
+            dst: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)),
+            proto: 6,
+            sport: 1024 + (i % 60_000) as u16,
+            dport: 80,
+            tcp: Some((i, 0x02, 1024)),
+            payload_len: 0,
+            payload: &[],
+        }
+    }
+
+    #[test]
+    fn the_map_shrinks_once_a_flood_has_expired() {
+        let t0 = 1_700_000_000_000_000;
+        let mut table = FlowTable::new(FlowConfig::default(), 1);
+        let mut out = Vec::new();
+        // A SYN flood from 100,000 random sources, then a quiet minute with one
+        // ordinary connection still open.
+        for i in 0..100_000 {
+            table.process(&syn(i, t0 + i as i64), &mut out);
+        }
+        let flooded = table.capacity();
+        assert!(flooded >= 100_000, "capacity during the flood: {flooded}");
+        let quiet = t0 + 60 * SEC;
+        table.process(&syn(200_000, quiet), &mut out);
+        table.advance(quiet + 2 * SEC, &mut out);
+        assert_eq!(table.len(), 1, "the flood's unanswered SYNs expired");
+        assert_eq!(
+            out.iter().filter(|e| matches!(e, Event::Flow(_))).count(),
+            100_000,
+            "each flood flow was written once"
+        );
+        assert!(
+            table.capacity() < 64,
+            "capacity after the flood: {} (was {flooded})",
+            table.capacity()
+        );
+        // The table still works after shrinking.
+        table.process(&syn(200_000, quiet + 3 * SEC), &mut out);
+        table.process(&syn(7, quiet + 3 * SEC), &mut out);
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn small_tables_are_left_alone() {
+        let t0 = 1_700_000_000_000_000;
+        let mut table = FlowTable::new(FlowConfig::default(), 1);
+        let mut out = Vec::new();
+        for i in 0..5_000 {
+            table.process(&syn(i, t0), &mut out);
+        }
+        table.process(&syn(9_999, t0 + 60 * SEC), &mut out);
+        table.advance(t0 + 62 * SEC, &mut out);
+        assert_eq!(table.len(), 1);
+        // (`capacity` is what fits before the next rehash: it moves a little as
+        // removals leave tombstones, but a shrink would take it near the length.)
+        assert!(table.capacity() >= 5_000, "capacity {}", table.capacity());
+    }
 }
