@@ -11,25 +11,13 @@ mod common;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use common::{capture_files, corpus_or_skip, ja4snap, ndpi};
-use netguardian::capture::Progress;
-use netguardian::config::Config;
-use netguardian::pipeline::{self, Input, RunSummary};
+use netguardian::pipeline::RunSummary;
 use netguardian::store::{RUN_SHIFT, Store};
 
 fn run(store: &Store, files: Vec<PathBuf>) -> RunSummary {
-    pipeline::run(
-        &Config::default(),
-        store,
-        Input::Files(files),
-        Arc::new(Progress::default()),
-        Arc::new(AtomicBool::new(false)),
-        None,
-    )
-    .expect("pipeline run")
+    common::analyze_files(store, files).expect("pipeline run")
 }
 
 #[test]

@@ -6,12 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use netguardian::capture::Progress;
-use netguardian::config::Config;
-use netguardian::pipeline::{self, Input};
 use netguardian::store::Store;
 
 /// One stored alert: rule, severity, peer.
@@ -34,15 +29,7 @@ fn alerts_of(dir: &Path, name: &str) -> Option<Vec<Row>> {
     }
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("t.duckdb")).unwrap();
-    pipeline::run(
-        &Config::default(),
-        &store,
-        Input::Files(vec![file]),
-        Arc::new(Progress::default()),
-        Arc::new(AtomicBool::new(false)),
-        None,
-    )
-    .expect("pipeline run");
+    common::analyze_files(&store, vec![file]).expect("pipeline run");
     let conn = store.connection().unwrap();
     let mut st = conn
         .prepare("SELECT rule, severity, peer FROM alerts WHERE rule <> 'new_device' ORDER BY id")

@@ -24,12 +24,8 @@ mod common;
 mod craft;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use netguardian::capture::Progress;
-use netguardian::config::Config;
-use netguardian::pipeline::{self, Input, RunSummary};
+use netguardian::pipeline::RunSummary;
 use netguardian::store::Store;
 
 /// splitmix64: small, seedable, good enough to pick mutations.
@@ -177,15 +173,8 @@ fn mutated_round(
 }
 
 fn run(store: &Store, files: Vec<PathBuf>, round: u64) -> RunSummary {
-    pipeline::run(
-        &Config::default(),
-        store,
-        Input::Files(files),
-        Arc::new(Progress::default()),
-        Arc::new(AtomicBool::new(false)),
-        None,
-    )
-    .unwrap_or_else(|e| panic!("round {round}: the pipeline failed on mutated traffic: {e:#}"))
+    common::analyze_files(store, files)
+        .unwrap_or_else(|e| panic!("round {round}: the pipeline failed on mutated traffic: {e:#}"))
 }
 
 /// `NG_MUTATION_ROUNDS`, default 8.

@@ -32,6 +32,13 @@ pub mod ja4snap;
 pub mod ndpi;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use netguardian::capture::Progress;
+use netguardian::config::Config;
+use netguardian::pipeline::{self, Input, RunSummary};
+use netguardian::store::Store;
 
 /// Environment variable that overrides the corpus location (useful when the
 /// tests run from a scratch crate or a differently laid-out checkout).
@@ -117,4 +124,18 @@ pub fn capture_files(dir: &Path) -> Vec<PathBuf> {
     };
     v.sort();
     v
+}
+
+/// Runs capture files through the pipeline into `store` with the default configuration,
+/// as `netguardian analyze` does. `Err` when a pipeline thread panicked or the store
+/// failed; unreadable files are listed in the summary's `errors`.
+pub fn analyze_files(store: &Store, files: Vec<PathBuf>) -> anyhow::Result<RunSummary> {
+    pipeline::run(
+        &Config::default(),
+        store,
+        Input::Files(files),
+        Arc::new(Progress::default()),
+        Arc::new(AtomicBool::new(false)),
+        None,
+    )
 }
