@@ -107,27 +107,48 @@ pub fn connless_state(orig_pkts: u64, resp_pkts: u64) -> &'static str {
     }
 }
 
+/// The letters a history can hold: `^` and each of Zeek's letters this tracker
+/// writes, uppercase for the originator and lowercase for the responder.
+const ALPHABET: &[u8; 19] = b"^SHADFRTWQshadfrtwq";
+/// Letters kept; more than this many distinct letters are dropped, as Zeek caps too.
+const MAX_LETTERS: usize = 18;
+
 /// History letters in the order they first happened, at most once per letter and
 /// direction (uppercase: originator, lowercase: responder), as in Zeek.
+///
+/// Stored as 5-bit codes (index + 1 into [`ALPHABET`], 0 = end), three to a `u16`:
+/// 12 bytes where a byte per letter took 19, part of what keeps a tracked flow in
+/// 240 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct History {
-    buf: [u8; 18],
-    len: u8,
+    codes: [u16; MAX_LETTERS / 3],
 }
 
 impl History {
+    /// Appends `letter` (case set by `orig`) unless it is already there. Letters
+    /// outside [`ALPHABET`] are ignored.
     pub fn push(&mut self, letter: u8, orig: bool) {
         let l = if orig {
             letter.to_ascii_uppercase()
         } else {
             letter.to_ascii_lowercase()
         };
-        let used = &self.buf[..self.len as usize];
-        if used.contains(&l) || self.len as usize >= self.buf.len() {
+        let Some(pos) = ALPHABET.iter().position(|&c| c == l) else {
             return;
+        };
+        let code = pos as u16 + 1;
+        for i in 0..MAX_LETTERS {
+            let word = &mut self.codes[i / 3];
+            let shift = (i % 3) * 5;
+            match (*word >> shift) & 31 {
+                0 => {
+                    *word |= code << shift;
+                    return;
+                }
+                c if c == code => return,
+                _ => {}
+            }
         }
-        self.buf[self.len as usize] = l;
-        self.len += 1;
     }
 
     /// Marks that the initiator was decided against the first packet's direction.
@@ -135,12 +156,22 @@ impl History {
         self.push(b'^', true);
     }
 
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    fn letters(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..MAX_LETTERS)
+            .map(|i| (self.codes[i / 3] >> ((i % 3) * 5)) & 31)
+            .take_while(|&c| c != 0)
+            .map(|c| ALPHABET[c as usize - 1])
     }
 
     pub fn contains(&self, c: u8) -> bool {
-        self.buf[..self.len as usize].contains(&c)
+        self.letters().any(|l| l == c)
+    }
+}
+
+impl std::fmt::Display for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.letters()
+            .try_for_each(|l| std::fmt::Write::write_char(f, l as char))
     }
 }
 
@@ -211,7 +242,7 @@ mod tests {
             }
             tcp_history(&mut h, orig, flags, payload, false, 1000);
         }
-        (conn_state(o, r, osyn, op, rp), h.as_str().to_string())
+        (conn_state(o, r, osyn, op, rp), h.to_string())
     }
 
     #[test]
@@ -256,6 +287,33 @@ mod tests {
         assert_eq!(run(&s3).0, "S3");
         assert_eq!(connless_state(1, 0), "S0");
         assert_eq!(connless_state(1, 1), "SF");
+    }
+
+    #[test]
+    fn history_keeps_first_order_once_per_letter_up_to_the_cap() {
+        let mut h = History::default();
+        assert_eq!(h.to_string(), "");
+        h.flip();
+        for (l, o) in [
+            (b's', true),
+            (b'h', false),
+            (b's', true),
+            (b'a', true),
+            (b'd', false),
+        ] {
+            h.push(l, o);
+        }
+        h.push(b'x', true); // not a history letter: ignored
+        assert_eq!(h.to_string(), "^ShAd");
+        assert!(h.contains(b'h') && !h.contains(b'H'));
+        // Every letter in both directions: 18 kept, in order, the 19th dropped.
+        let mut all = History::default();
+        for &l in ALPHABET.iter().rev() {
+            all.push(l, l.is_ascii_uppercase() || l == b'^');
+        }
+        let want: String = ALPHABET.iter().rev().take(18).map(|&c| c as char).collect();
+        assert_eq!(all.to_string(), want);
+        assert_eq!(std::mem::size_of::<History>(), 12);
     }
 
     #[test]
