@@ -218,6 +218,7 @@ type Key = (&'static str, Option<String>, Option<String>);
 /// The latest stored alert of a key, as one flush's lookup reads it.
 struct Existing {
     id: i64,
+    ts: i64,
     last_ts: i64,
     state: AlertState,
     severity: Severity,
@@ -258,31 +259,41 @@ fn parse_list(s: &str) -> Vec<i64> {
 /// (one statement per key, planned anew each time, was 74 % of the 3 M-packet
 /// benchmark's CPU before).
 const STAGING: &str = "
-CREATE TEMP TABLE IF NOT EXISTS lc_keys (k INTEGER, rule VARCHAR, device_mac VARCHAR, peer VARCHAR);
-CREATE TEMP TABLE IF NOT EXISTS lc_bump (id BIGINT, last_ts TIMESTAMP, n UBIGINT, severity VARCHAR,
-    raise BOOLEAN, title VARCHAR, explanation VARCHAR, flow_ids VARCHAR);
+CREATE TEMP TABLE IF NOT EXISTS lc_keys (k INTEGER, rule VARCHAR, device_mac VARCHAR, peer VARCHAR,
+    lo TIMESTAMP, hi TIMESTAMP);
+CREATE TEMP TABLE IF NOT EXISTS lc_bump (id BIGINT, ts TIMESTAMP, last_ts TIMESTAMP, n UBIGINT,
+    severity VARCHAR, raise BOOLEAN, title VARCHAR, explanation VARCHAR, flow_ids VARCHAR,
+    evidence VARCHAR);
 CREATE TEMP TABLE IF NOT EXISTS lc_new (id BIGINT, ts TIMESTAMP, last_ts TIMESTAMP, rule VARCHAR,
     severity VARCHAR, title VARCHAR, explanation VARCHAR, device_mac VARCHAR, peer VARCHAR,
     mitre_technique VARCHAR, count UBIGINT, flow_ids VARCHAR, evidence VARCHAR);
 ";
 
-/// The latest alert per staged key: rows whose `last_ts` is too old to be repeated by
-/// anything in the flush are skipped, except for once-per-device rules, where any row
-/// counts.
+/// Per staged group, the latest alert of its key that it repeats: one whose span,
+/// widened by the window, overlaps the group's (`lo`/`hi`). A group may be older than
+/// alerts already stored (records written when a long flow ends), so it must not
+/// fold into a later alert it is more than a window away from. For once-per-device
+/// rules any row counts. (`?`, the oldest `lo`, only lets DuckDB skip old row groups.)
 static LOOKUP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let once: Vec<String> = ONCE_PER_DEVICE.iter().map(|r| format!("'{r}'")).collect();
     format!(
-        "SELECT k.k, a.id, epoch_us(a.last_ts), a.state, a.severity, a.count, \
+        "SELECT k.k, a.id, epoch_us(a.last_ts), a.state, a.severity, a.count, epoch_us(a.ts), \
          coalesce(a.flow_ids, [])::VARCHAR \
          FROM temp.main.lc_keys k JOIN alerts a ON a.rule = k.rule \
          AND a.device_mac IS NOT DISTINCT FROM k.device_mac AND a.peer IS NOT DISTINCT FROM k.peer \
-         WHERE a.last_ts >= ? OR a.rule IN ({}) \
+         WHERE (a.last_ts >= ? AND a.last_ts >= k.lo AND a.ts <= k.hi) OR a.rule IN ({}) \
          QUALIFY row_number() OVER (PARTITION BY k.k ORDER BY a.last_ts DESC, a.id DESC) = 1",
         once.join(", ")
     )
 });
 
-const BUMP_SQL: &str = "UPDATE alerts SET last_ts = greatest(alerts.last_ts, b.last_ts), \
+/// A repeat may carry an occurrence older than the stored first one (a TLS record is
+/// written when its flow ends, after later flows' records): `ts` and the evidence then
+/// come from it, so the stored alert is the same however occurrences were cut into
+/// flushes.
+const BUMP_SQL: &str = "UPDATE alerts SET ts = least(alerts.ts, b.ts), \
+     last_ts = greatest(alerts.last_ts, b.last_ts), \
+     evidence = CASE WHEN b.ts < alerts.ts THEN b.evidence::JSON ELSE alerts.evidence END, \
      count = alerts.count + b.n, flow_ids = b.flow_ids::BIGINT[], severity = b.severity, \
      title = CASE WHEN b.raise THEN b.title ELSE alerts.title END, \
      explanation = CASE WHEN b.raise THEN b.explanation ELSE alerts.explanation END \
@@ -297,8 +308,8 @@ const INSERT_SQL: &str = "INSERT INTO alerts (id, ts, last_ts, rule, severity, s
 /// folded into one stored alert.
 struct Group<'a> {
     key: Key,
-    /// 0 for the key's first run in the flush, which may repeat a stored alert; later
-    /// runs follow a gap longer than the window, so they open new alerts.
+    /// 0 for the key's first run in the flush; later runs follow a gap longer than the
+    /// window. Any run may repeat a stored alert that spans its time.
     run: usize,
     /// By packet time.
     alerts: Vec<&'a Alert>,
@@ -433,6 +444,22 @@ impl Lifecycle {
             }
         }
         let existing = self.lookup(&groups)?;
+        // Two runs of a key can both repeat one stored alert that spans them both: the
+        // later folds into the earlier, so the alert is bumped once with both.
+        let mut run_of: HashMap<i64, usize> = HashMap::new();
+        for i in 0..groups.len() {
+            let Some(e) = existing.get(&i) else { continue };
+            if e.state == AlertState::Resolved {
+                continue;
+            }
+            if let Some(&j) = run_of.get(&e.id) {
+                let moved = std::mem::take(&mut groups[i].alerts);
+                groups[j].alerts.extend(moved);
+                groups[j].alerts.sort_by_key(|a| a.ts);
+            } else {
+                run_of.insert(e.id, i);
+            }
+        }
 
         // Decide per group: skip (once per device), bump, or open.
         let mut out: Vec<Option<StoredAlert>> = Vec::with_capacity(groups.len());
@@ -443,6 +470,10 @@ impl Lifecycle {
                 .appender_to_catalog_and_db("lc_bump", "temp", "main")?;
             for (i, g) in groups.iter().enumerate() {
                 let n = g.alerts.len() as u64;
+                if n == 0 {
+                    out.push(None); // folded into an earlier run
+                    continue;
+                }
                 let e = existing.get(&i);
                 if (e.is_some() || g.run > 0)
                     && ONCE_PER_DEVICE.contains(&g.key.0)
@@ -453,7 +484,9 @@ impl Lifecycle {
                     continue;
                 }
                 let repeat = e.filter(|e| {
-                    e.state != AlertState::Resolved && g.first_ts() <= e.last_ts + self.window
+                    e.state != AlertState::Resolved
+                        && g.first_ts() <= e.last_ts.saturating_add(self.window)
+                        && g.last_ts() >= e.ts.saturating_sub(self.window)
                 });
                 let Some(e) = repeat else {
                     opened.push(i);
@@ -463,8 +496,11 @@ impl Lifecycle {
                 let worst = g.worst();
                 let raise = worst.severity > e.severity;
                 let severity = e.severity.max(worst.severity);
+                let evidence =
+                    serde_json::to_string(&g.alerts[0].evidence).unwrap_or_else(|_| "null".into());
                 bump.append_row(params![
                     e.id,
+                    ts(g.first_ts()),
                     ts(g.last_ts()),
                     n,
                     severity.as_str(),
@@ -472,6 +508,7 @@ impl Lifecycle {
                     worst.title,
                     worst.explanation,
                     list_literal(&g.flow_ids(&e.flow_ids)),
+                    evidence,
                 ])?;
                 self.stats.bumped += n;
                 let mut alert = worst.clone();
@@ -559,8 +596,15 @@ impl Lifecycle {
             let mut keys = self
                 .conn
                 .appender_to_catalog_and_db("lc_keys", "temp", "main")?;
-            for (i, g) in groups.iter().enumerate().filter(|(_, g)| g.run == 0) {
-                keys.append_row(params![i as i32, g.key.0, g.key.1, g.key.2])?;
+            for (i, g) in groups.iter().enumerate() {
+                keys.append_row(params![
+                    i as i32,
+                    g.key.0,
+                    g.key.1,
+                    g.key.2,
+                    ts(g.first_ts().saturating_sub(self.window)),
+                    ts(g.last_ts().saturating_add(self.window)),
+                ])?;
             }
             keys.flush()?;
         }
@@ -574,11 +618,12 @@ impl Lifecycle {
         let rows = st.query_map([ts(oldest)], |r| {
             let state: String = r.get(3)?;
             let sev: String = r.get(4)?;
-            let list: String = r.get(6)?;
+            let list: String = r.get(7)?;
             Ok((
                 r.get::<_, i32>(0)? as usize,
                 Existing {
                     id: r.get(1)?,
+                    ts: r.get(6)?,
                     last_ts: r.get(2)?,
                     state: AlertState::parse(&state).unwrap_or(AlertState::Active),
                     severity: Severity::parse(&sev).unwrap_or(Severity::Info),
@@ -938,6 +983,100 @@ mod tests {
         for cuts in [&[][..], &[1], &[2], &[1, 2]] {
             assert_eq!(stored(cuts), want, "cut at {cuts:?}");
         }
+    }
+
+    /// Occurrences reach the lifecycle roughly, not strictly, in packet time (a TLS
+    /// record is written when its flow ends). An older occurrence in a later hand-off
+    /// still becomes the alert's first `ts` and evidence.
+    #[test]
+    fn first_seen_is_the_earliest_occurrence_whatever_arrives_first() {
+        let late = alert(T0 + 30 * SEC, "tls_anomaly", Severity::Medium, "x", 7)
+            .evidence(serde_json::json!({"n": "late"}));
+        let early = alert(T0, "tls_anomaly", Severity::Medium, "x", 3)
+            .evidence(serde_json::json!({"n": "early"}));
+        let stored = |flushes: &[&[Alert]]| {
+            let (store, mut lc) = setup();
+            let mut id = 0;
+            for f in flushes {
+                id = lc.persist(f)[0].id;
+            }
+            store
+                .connection()
+                .unwrap()
+                .query_row(
+                    "SELECT epoch_us(ts), epoch_us(last_ts), evidence->>'n', count, \
+                     flow_ids::VARCHAR FROM alerts WHERE id = ?",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, u64>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    },
+                )
+                .unwrap()
+        };
+        let want = (
+            T0,
+            T0 + 30 * SEC,
+            "early".to_string(),
+            2,
+            "[3, 7]".to_string(),
+        );
+        let (l, e) = (std::slice::from_ref(&late), std::slice::from_ref(&early));
+        assert_eq!(
+            stored(&[l, e]),
+            want,
+            "late first, early in the next hand-off"
+        );
+        assert_eq!(stored(&[e, l]), want, "in order");
+        assert_eq!(
+            stored(&[&[early.clone(), late.clone()]]),
+            want,
+            "one hand-off"
+        );
+    }
+
+    /// An occurrence more than a window older than the latest alert of its key belongs
+    /// to the older alert it falls in, not the latest; and two runs of one hand-off that
+    /// both fall in one stored alert bump it once with both.
+    #[test]
+    fn late_occurrences_join_the_alert_of_their_time() {
+        let (store, mut lc) = setup();
+        let at =
+            |secs: i64, flow: u64| alert(T0 + secs * SEC, "beaconing", Severity::Medium, "p", flow);
+        let s = lc.persist(&[at(0, 1), at(7200, 2)]);
+        let (a, b) = (s[0].id, s[1].id);
+        assert_ne!(a, b, "two hours apart: two alerts");
+        let late = lc.persist(&[at(600, 3)]);
+        assert_eq!(late[0].id, a, "ten minutes in belongs to the first alert");
+        let span = |id| {
+            store
+                .connection()
+                .unwrap()
+                .query_row(
+                    "SELECT (epoch_us(ts) - ?) // 1000000, (epoch_us(last_ts) - ?) // 1000000, count \
+                     FROM alerts WHERE id = ?",
+                    params![T0, T0, id],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, u64>(2)?)),
+                )
+                .unwrap()
+        };
+        assert_eq!(span(a), (0, 600, 2));
+        assert_eq!(span(b), (7200, 7200, 1));
+        // A long alert (every 50 minutes for 4 hours), then one hand-off with two runs
+        // 2 h 10 min apart, both inside it.
+        let long: Vec<Alert> = (0..5)
+            .map(|i| at(20_000 + i * 3000, 10 + i as u64))
+            .collect();
+        let c = lc.persist(&long)[0].id;
+        let both = lc.persist(&[at(20_000 + 1800, 20), at(20_000 + 1800 + 7800, 21)]);
+        assert!(both.iter().all(|x| x.id == c), "{both:?}");
+        assert_eq!(span(c), (20_000, 32_000, 7));
+        assert_eq!(count(&store), 3);
     }
 
     #[test]
