@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The issue asks for >= 95 % detection at <= 1 % FP. The model does not reach
-/// that on held-out data (89.8 % at 0.85 %, see models/dga/README.md), so the
+/// that on held-out data (92.96 % at 0.69 %, see models/dga/README.md), so the
 /// test guards the measured level instead of asserting an unmet target.
-const MIN_DETECTION_PCT: f64 = 89.0;
+const MIN_DETECTION_PCT: f64 = 92.0;
 const MAX_FP_PCT: f64 = 1.0;
 const TARGET_DETECTION_PCT: f64 = 95.0;
 
@@ -37,6 +37,8 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 /// Scores equal the Python reference scorer's (train.py writes the vectors).
+/// `score` returns f32, so the only allowed difference is the f32 rounding of a
+/// value in 0..=1 (at most 2^-25 ~ 2.98e-8).
 #[test]
 fn dga_matches_python_vectors() {
     let text = std::fs::read_to_string(VECTORS).expect("models/dga/dga_vectors.tsv");
@@ -53,7 +55,7 @@ fn dga_matches_python_vectors() {
         };
         let got = score(&domain) as f64;
         let diff = (got - want).abs();
-        assert!(diff < 1e-4, "{domain:?}: rust {got} python {want}");
+        assert!(diff < 3e-8, "{domain:?}: rust {got} python {want}");
         worst = worst.max(diff);
         n += 1;
     }

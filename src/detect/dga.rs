@@ -15,23 +15,29 @@
 //!
 //! The model (`dga_model.bin`, made by `models/dga/train.py`, see
 //! `models/dga/README.md`) has two stages: a logistic regression over hashed
-//! character 1..5-grams, the suffix and dictionary words found in the label,
-//! then gradient-boosted trees over ~60 hand-made features (length, digit and
-//! vowel ratios, entropy, runs, letter histogram, dictionary coverage, ...) and
-//! the stage-1 outputs. This file mirrors `train.py`'s feature code exactly; the
+//! character 1..5-grams, the suffix, dictionary words found in the label and two
+//! length/suffix shape tokens, then gradient-boosted trees over 93 features:
+//! hand-made ones (length, digit and vowel ratios, entropy, runs, letter
+//! histogram, dictionary coverage, ...), the stage-1 outputs, a Viterbi word
+//! segmentation of the label (73k-word English list with per-word costs and
+//! DGA/benign training counts) and two character-trigram Markov models (benign,
+//! DGA). All costs, counts and log-probabilities are stored values (integers or
+//! f64 tables) so this file reproduces `train.py`'s feature code bit for bit; the
 //! test `tests/dga.rs` checks the scores against Python's on stored vectors.
 //!
-//! Nothing here allocates per call except a small scratch buffer, and no input
-//! (empty, huge, non-ASCII, uppercase, trailing dot, punycode) panics.
+//! Nothing here allocates per call (fixed buffers sized for the 63-byte label
+//! limit), and no input (empty, huge, non-ASCII, uppercase, trailing dot,
+//! punycode) panics.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
 
-/// Score above which [`is_dga`] says yes. Picked by `train.py` at 0.9 % false
-/// positives on out-of-fold scores of the training half; must equal the
-/// threshold stored in `dga_model.bin` (checked by a test).
-pub const THRESHOLD: f32 = 0.8910;
+/// Score above which [`is_dga`] says yes. Picked by `train.py` on out-of-fold
+/// scores of the training half, at the rate that gave 0.8 % false positives on an
+/// inner held-out quarter of the training half; must equal the threshold stored
+/// in `dga_model.bin` (checked by a test).
+pub const THRESHOLD: f32 = 0.8990;
 
 /// Probability-like score in `0.0..=1.0` that `domain` is DGA-generated.
 /// Accepts any string: case, surrounding whitespace and trailing dots are ignored.
@@ -73,14 +79,28 @@ pub fn model_threshold() -> f32 {
 
 const MODEL_BYTES: &[u8] = include_bytes!("dga_model.bin");
 const SUFFIX_TEXT: &str = include_str!("dga_suffixes.txt");
-const MAGIC: &[u8; 8] = b"NGDGA\x01\x00\x00";
+const MAGIC: &[u8; 8] = b"NGDGA\x02\x00\x00";
 const MAX_LABEL: usize = 63;
 const MAX_SUFFIX: usize = 63;
 const NMAX: usize = 5;
 const WORD_MIN: usize = 3;
 const WORD_MAX: usize = 16;
 const MAX_SPANS: usize = MAX_LABEL * (WORD_MAX - WORD_MIN + 1);
-const N_FEATURES: usize = 67;
+const N_FEATURES: usize = 93;
+/// Stage-2 column layout: 58 hand-made, 10 stage-1 outputs, then segmentation, Markov.
+const F_SEG: usize = 68;
+const F_MK: usize = 85;
+const N_WORDF: usize = 17;
+const N_MK: usize = 8;
+// word segmentation (see train.py): integer costs in 1/16 units
+const SEG_MAXW: usize = 20;
+const SEG_UNK: i64 = 12 * 16;
+const SEG_SHORT_PENALTY: u16 = 6 * 16;
+const SEG_DEFAULT_BASE: u8 = 10 * 16;
+// character trigram Markov models: 0 = '^', 1..=39 = MK_SYMS, 40 = '$'
+const MK_SYMS: &[u8; 39] = b"abcdefghijklmnopqrstuvwxyz0123456789-_*";
+const MK_A: usize = 41;
+const MK_Q: f64 = 8.0;
 const LETTER_ORDER: &[u8; 37] = b"abcdefghijklmnopqrstuvwxyz0123456789-";
 
 // ------------------------------------------------------------------ hashing
@@ -329,6 +349,159 @@ struct Model {
     nodes: Vec<Node>,
     leaves: Vec<f64>,
     trees: Vec<Tree>,
+    lex: Lexicon,
+    /// log((count + 0.5) / n_dga), log((count + 0.5) / n_benign), log1p(count)
+    ld: Vec<f64>,
+    lb: Vec<f64>,
+    g: Vec<f64>,
+    /// Markov log-probabilities * MK_Q: [benign, dga] trigram (A^3) and bigram (A^2)
+    mk3: [Vec<i16>; 2],
+    mk2: [Vec<i16>; 2],
+    mk_idx: [u8; 256],
+}
+
+/// Segmentation word list: words concatenated in `bytes`, an open-addressing
+/// table of word index + 1 keyed by FNV-1a-64, and per word its full cost and
+/// its DGA / benign training counts.
+struct Lexicon {
+    bytes: Vec<u8>,
+    start: Vec<u32>,
+    slots: Vec<u32>,
+    cost: Vec<u16>,
+    cd: Vec<u32>,
+    cb: Vec<u32>,
+}
+
+const FNV64_INIT: u64 = 0xcbf2_9ce4_8422_2325;
+
+#[inline]
+fn fnv64_step(h: u64, c: u8) -> u64 {
+    (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+impl Lexicon {
+    #[inline]
+    fn slot_of(&self, h: u64) -> usize {
+        (h ^ (h >> 29)) as usize & (self.slots.len() - 1)
+    }
+
+    fn word(&self, k: usize) -> &[u8] {
+        &self.bytes[self.start[k] as usize..self.start[k + 1] as usize]
+    }
+
+    /// Index of `w` (whose FNV-1a-64 is `h`), if it is a word.
+    #[inline]
+    fn find(&self, h: u64, w: &[u8]) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(h);
+        loop {
+            let v = self.slots[i];
+            if v == 0 {
+                return None;
+            }
+            let k = (v - 1) as usize;
+            if self.word(k) == w {
+                return Some(k);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn parse(n_words: usize, data: &[u8]) -> Option<Lexicon> {
+        let mut bytes = Vec::with_capacity(data.len() * 2);
+        let mut start = Vec::with_capacity(n_words + 1);
+        let (mut cost, mut cd, mut cb) = (
+            Vec::with_capacity(n_words),
+            Vec::with_capacity(n_words),
+            Vec::with_capacity(n_words),
+        );
+        let mut at = 0usize;
+        let mut prev_start = 0usize;
+        let leb = |at: &mut usize| -> Option<u32> {
+            let mut v: u64 = 0;
+            for shift in (0..35).step_by(7) {
+                let b = *data.get(*at)?;
+                *at += 1;
+                v |= ((b & 0x7f) as u64) << shift;
+                if b & 0x80 == 0 {
+                    return u32::try_from(v).ok();
+                }
+            }
+            None
+        };
+        start.push(0u32);
+        for _ in 0..n_words {
+            let flags = *data.get(at)?;
+            at += 1;
+            let p = (flags & 0x1f) as usize;
+            let prev_len = bytes.len() - prev_start;
+            if p > prev_len {
+                return None;
+            }
+            let ws = bytes.len();
+            bytes.extend_from_within(prev_start..prev_start + p);
+            loop {
+                let c = *data.get(at)?;
+                at += 1;
+                let l = c & 0x7f;
+                if !l.is_ascii_lowercase() {
+                    return None;
+                }
+                bytes.push(l);
+                if c & 0x80 != 0 {
+                    break;
+                }
+            }
+            let len = bytes.len() - ws;
+            if len > SEG_MAXW {
+                return None;
+            }
+            let base = if flags & 0x20 != 0 {
+                let b = *data.get(at)?;
+                at += 1;
+                b
+            } else {
+                SEG_DEFAULT_BASE
+            };
+            cost.push(base as u16 + if len <= 2 { SEG_SHORT_PENALTY } else { 0 });
+            if flags & 0x40 != 0 {
+                cd.push(leb(&mut at)?);
+                cb.push(leb(&mut at)?);
+            } else {
+                cd.push(0);
+                cb.push(0);
+            }
+            prev_start = ws;
+            start.push(bytes.len() as u32);
+        }
+        if at != data.len() {
+            return None;
+        }
+        let mut lex = Lexicon {
+            bytes,
+            start,
+            slots: vec![0; (n_words * 2).next_power_of_two().max(16)],
+            cost,
+            cd,
+            cb,
+        };
+        for k in 0..n_words {
+            let h = lex
+                .word(k)
+                .iter()
+                .fold(FNV64_INIT, |h, &c| fnv64_step(h, c));
+            if lex.find(h, lex.word(k)).is_some() {
+                return None; // duplicate
+            }
+            let mask = lex.slots.len() - 1;
+            let mut i = lex.slot_of(h);
+            while lex.slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            lex.slots[i] = k as u32 + 1;
+        }
+        Some(lex)
+    }
 }
 
 static MODEL: LazyLock<Model> = LazyLock::new(|| {
@@ -358,6 +531,26 @@ impl Reader {
     }
     fn f64(&mut self) -> Option<f64> {
         Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+    /// Sparse count table (n, counts, values) -> dense, NaN where absent.
+    fn count_table(&mut self) -> Option<Vec<f64>> {
+        let n = self.u32()? as usize;
+        let counts: Vec<u32> = (0..n).map(|_| self.u32()).collect::<Option<_>>()?;
+        let max = *counts.iter().max()? as usize;
+        if max > 1 << 24 {
+            return None;
+        }
+        let mut t = vec![f64::NAN; max + 1];
+        for &c in &counts {
+            t[c as usize] = self.f64()?;
+        }
+        Some(t)
+    }
+    fn neg_u8(&mut self) -> Option<i16> {
+        Some(-(self.u8()? as i16))
     }
 }
 
@@ -426,6 +619,54 @@ impl Model {
                 leaves.push(r.f32()? as f64);
             }
         }
+        // segmentation lexicon and its count tables
+        let n_words = r.u32()? as usize;
+        let lex_len = r.u32()? as usize;
+        if r.u32()? as usize != N_WORDF {
+            return None;
+        }
+        let lex_data = r.take(lex_len)?;
+        let lex = Lexicon::parse(n_words, lex_data)?;
+        let (ld, lb, g) = (r.count_table()?, r.count_table()?, r.count_table()?);
+        let ok = |t: &[f64], c: u32| t.get(c as usize).is_some_and(|v| !v.is_nan());
+        for k in 0..n_words {
+            let (d, e) = (lex.cd[k], lex.cb[k]);
+            if !ok(&ld, d) || !ok(&lb, e) || !ok(&g, d) || !ok(&g, e) {
+                return None;
+            }
+        }
+        // Markov tables
+        if r.u32()? as usize != MK_A || r.u32()? as usize != N_MK {
+            return None;
+        }
+        let mut mk3: [Vec<i16>; 2] = [Vec::new(), Vec::new()];
+        let mut mk2: [Vec<i16>; 2] = [Vec::new(), Vec::new()];
+        for cls in 0..2 {
+            let q2: Vec<i16> = (0..MK_A * MK_A)
+                .map(|_| r.neg_u8())
+                .collect::<Option<_>>()?;
+            let mut q3 = vec![0i16; MK_A * MK_A * MK_A];
+            for ctx in 0..MK_A * MK_A {
+                let b = ctx % MK_A;
+                q3[ctx * MK_A..(ctx + 1) * MK_A].copy_from_slice(&q2[b * MK_A..(b + 1) * MK_A]);
+            }
+            let rows = r.u32()? as usize;
+            for _ in 0..rows {
+                let ctx = r.u16()? as usize;
+                if ctx >= MK_A * MK_A {
+                    return None;
+                }
+                for c in 0..MK_A {
+                    q3[ctx * MK_A + c] = r.neg_u8()?;
+                }
+            }
+            mk3[cls] = q3;
+            mk2[cls] = q2;
+        }
+        let mut mk_idx = [(MK_SYMS.len()) as u8; 256]; // '*' is the last symbol
+        for (i, &c) in MK_SYMS.iter().enumerate() {
+            mk_idx[c as usize] = i as u8 + 1;
+        }
         if r.at != b.len() {
             return None;
         }
@@ -440,6 +681,13 @@ impl Model {
             nodes,
             leaves,
             trees,
+            lex,
+            ld,
+            lb,
+            g,
+            mk3,
+            mk2,
+            mk_idx,
         })
     }
 
@@ -534,6 +782,31 @@ impl Model {
             wd_sum += w;
         }
         n_tok += spans.len();
+        // shape tokens: "\x02LT{len}|{tld}" and "\x02LTD{len}|{digit}|{hyphen}|{suffix}"
+        let mut dec = [0u8; 2];
+        let dec: &[u8] = if n >= 10 {
+            dec = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+            &dec
+        } else {
+            dec[0] = b'0' + n as u8;
+            &dec[..1]
+        };
+        let has_digit = if label.iter().any(|c| c.is_ascii_digit()) {
+            b'1'
+        } else {
+            b'0'
+        };
+        let has_hyphen = if label.contains(&b'-') { b'1' } else { b'0' };
+        let h_lt = fnv32_from(
+            fnv32_step(fnv32_from(fnv32_from(FNV32_INIT, b"\x02LT"), dec), b'|'),
+            tld,
+        );
+        let mut h_ltd = fnv32_step(fnv32_from(fnv32_from(FNV32_INIT, b"\x02LTD"), dec), b'|');
+        h_ltd = fnv32_from(h_ltd, &[has_digit, b'|', has_hyphen, b'|']);
+        h_ltd = fnv32_from(h_ltd, suffix);
+        let (w_lt, w_ltd) = (self.w(h_lt), self.w(h_ltd));
+        acc += w_lt + w_ltd;
+        n_tok += 2;
         let lr = self.bias + self.scale * acc as f64 / (n_tok as f64).sqrt();
 
         // ---- hand-made features (same order and arithmetic as train.py)
@@ -655,7 +928,197 @@ impl Model {
             f[65] = wd_max as f64;
             f[66] = wd_sum as f64 / spans.len() as f64;
         }
+        f[67] = (w_lt + w_ltd) as f64 / 2.0;
+        self.segment_features(label, &mut f[F_SEG..F_SEG + N_WORDF]);
+        self.markov_features(label, &mut f[F_MK..F_MK + N_MK]);
         f
+    }
+
+    /// Viterbi word segmentation and its features (train.py `viterbi`, `word_feats`).
+    fn segment_features(&self, label: &[u8], f: &mut [f64]) {
+        let n = label.len();
+        let lex = &self.lex;
+        // found[j][d]: word index + 1 of label[j - d..j], or 0
+        let mut found = [[0u32; SEG_MAXW + 1]; MAX_LABEL + 1];
+        let mut i = 0;
+        while i < n {
+            if label[i].is_ascii_lowercase() {
+                let mut h = FNV64_INIT;
+                let mut j = i;
+                while j < n && j - i < SEG_MAXW && label[j].is_ascii_lowercase() {
+                    h = fnv64_step(h, label[j]);
+                    j += 1;
+                    if let Some(k) = lex.find(h, &label[i..j]) {
+                        found[j][j - i] = k as u32 + 1;
+                    }
+                }
+            }
+            i += 1;
+        }
+        // best[j]: cheapest cost of label[..j]; back: (start, kind 0 unknown / 1 word / 2 separator)
+        let mut best = [0i64; MAX_LABEL + 1];
+        let mut back = [(0u8, 0u8); MAX_LABEL + 1];
+        for j in 1..=n {
+            if !label[j - 1].is_ascii_lowercase() {
+                best[j] = best[j - 1];
+                back[j] = ((j - 1) as u8, 2);
+                continue;
+            }
+            let mut b = best[j - 1] + SEG_UNK;
+            let mut bk = ((j - 1) as u8, 0u8);
+            for i in j.saturating_sub(SEG_MAXW)..j {
+                let k = found[j][j - i];
+                if k != 0 {
+                    let c = best[i] + lex.cost[(k - 1) as usize] as i64;
+                    if c < b {
+                        b = c;
+                        bk = (i as u8, 1);
+                    }
+                }
+            }
+            best[j] = b;
+            back[j] = bk;
+        }
+        // backtrack (reversed), then forward: merge adjacent unknowns, drop separators
+        let mut rev = [(0u8, 0u8, 0u8); MAX_LABEL];
+        let mut nr = 0;
+        let mut j = n;
+        while j > 0 {
+            let (i, kind) = back[j];
+            rev[nr] = (i, j as u8, kind);
+            nr += 1;
+            j = i as usize;
+        }
+        let mut segs = [(0u8, 0u8, 0u8); MAX_LABEL];
+        let mut ns = 0;
+        for &(i, j, kind) in rev[..nr].iter().rev() {
+            if kind == 0 && ns > 0 && segs[ns - 1].2 == 0 && segs[ns - 1].1 == i {
+                segs[ns - 1].1 = j;
+            } else {
+                segs[ns] = (i, j, kind);
+                ns += 1;
+            }
+        }
+        let mut letters = label.iter().filter(|c| c.is_ascii_lowercase()).count();
+        if letters == 0 {
+            letters = 1;
+        }
+        let (mut unk, mut nw, mut seen_d, mut seen_b, mut only_d, mut n_d, mut sl) =
+            (0usize, 0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
+        let (mut slo, mut swl) = (0.0f64, 0.0f64);
+        let (mut lmin, mut lmax, mut cdmin, mut cbmax) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        let (mut lenmin, mut lenmax) = (0usize, 0usize);
+        let mut n_segs = 0usize;
+        for &(a, b, kind) in &segs[..ns] {
+            if kind == 2 {
+                continue;
+            }
+            n_segs += 1;
+            let ln = (b - a) as usize;
+            if kind == 0 {
+                unk += ln;
+                continue;
+            }
+            let k = (found[b as usize][ln] - 1) as usize;
+            let (d, e) = (lex.cd[k] as usize, lex.cb[k] as usize);
+            let lo = self.ld[d] - self.lb[e];
+            if nw == 0 {
+                lmin = lo;
+                lmax = lo;
+                cdmin = self.g[d];
+                cbmax = self.g[e];
+                lenmin = ln;
+                lenmax = ln;
+            } else {
+                if lo < lmin {
+                    lmin = lo;
+                }
+                if lo > lmax {
+                    lmax = lo;
+                }
+                if self.g[d] < cdmin {
+                    cdmin = self.g[d];
+                }
+                if self.g[e] > cbmax {
+                    cbmax = self.g[e];
+                }
+                lenmin = lenmin.min(ln);
+                lenmax = lenmax.max(ln);
+            }
+            nw += 1;
+            if d > 0 {
+                seen_d += ln;
+                n_d += 1;
+            }
+            if e > 0 {
+                seen_b += ln;
+            }
+            if d >= 2 && e == 0 {
+                only_d += ln;
+            }
+            slo += lo;
+            swl += lo * ln as f64;
+            sl += ln;
+        }
+        let lf = letters as f64;
+        f.fill(0.0);
+        f[1] = n_segs as f64;
+        f[2] = unk as f64 / lf;
+        f[14] = (letters as f64 - unk as f64) / lf;
+        if nw > 0 {
+            f[0] = nw as f64;
+            f[3] = seen_d as f64 / lf;
+            f[4] = seen_b as f64 / lf;
+            f[5] = only_d as f64 / lf;
+            f[6] = n_d as f64;
+            f[7] = lmin;
+            f[8] = lmax;
+            f[9] = slo / nw as f64;
+            f[10] = swl / sl as f64;
+            f[11] = cdmin;
+            f[12] = cbmax;
+            f[13] = slo;
+            f[15] = lenmin as f64;
+            f[16] = lenmax as f64;
+        }
+    }
+
+    /// Benign / DGA character trigram features (train.py `markov_feats`).
+    fn markov_features(&self, label: &[u8], f: &mut [f64]) {
+        let a = MK_A;
+        let mut seq = [0u8; MAX_LABEL + 3];
+        for (o, &c) in seq[2..].iter_mut().zip(label) {
+            *o = self.mk_idx[c as usize];
+        }
+        seq[label.len() + 2] = (a - 1) as u8;
+        let seq = &seq[..label.len() + 3];
+        let (mut sb3, mut sd3, mut sb2, mut sd2) = (0i64, 0i64, 0i64, 0i64);
+        let mut vals = [0i16; MAX_LABEL + 1];
+        let mut n = 0;
+        for i in 2..seq.len() {
+            let bc = seq[i - 1] as usize * a + seq[i] as usize;
+            let t = seq[i - 2] as usize * a * a + bc;
+            let x = self.mk3[0][t];
+            sb3 += x as i64;
+            sd3 += self.mk3[1][t] as i64;
+            sb2 += self.mk2[0][bc] as i64;
+            sd2 += self.mk2[1][bc] as i64;
+            vals[n] = x;
+            n += 1;
+        }
+        let vals = &mut vals[..n];
+        vals.sort_unstable();
+        let k = (n / 4).max(1);
+        let sk: i64 = vals[..k].iter().map(|&v| v as i64).sum();
+        let nf = n as f64;
+        f[0] = sb3 as f64 / MK_Q / nf;
+        f[1] = sd3 as f64 / MK_Q / nf;
+        f[2] = (sd3 - sb3) as f64 / MK_Q / nf;
+        f[3] = (sd3 - sb3) as f64 / MK_Q;
+        f[4] = vals[0] as f64 / MK_Q;
+        f[5] = sb2 as f64 / MK_Q / nf;
+        f[6] = (sd2 - sb2) as f64 / MK_Q / nf;
+        f[7] = sk as f64 / MK_Q / k as f64;
     }
 }
 
@@ -685,6 +1148,25 @@ mod tests {
         assert_eq!(registrable(" ..."), "");
         assert_eq!(registrable("foo.bar.jm"), "foo.bar.jm");
         assert_eq!(registrable("d1234.cloudfront.net"), "cloudfront.net");
+    }
+
+    #[test]
+    fn segmentation_and_markov() {
+        let m = &*MODEL;
+        let mut f = [0f64; N_WORDF];
+        m.segment_features(b"swimmingsortstomachlook", &mut f);
+        assert_eq!(f[0], 4.0, "{f:?}"); // four words
+        assert_eq!(f[2], 0.0, "{f:?}"); // nothing unknown
+        m.segment_features(b"xjvqkzhw", &mut f);
+        assert_eq!(f[0], 0.0, "{f:?}");
+        assert_eq!(f[1], 1.0, "{f:?}"); // one unknown run
+        for lab in [&b""[..], b"-", b"a", &[b'z'; MAX_LABEL]] {
+            m.segment_features(lab, &mut f);
+            assert!(f.iter().all(|v| v.is_finite()), "{lab:?} {f:?}");
+            let mut g = [0f64; N_MK];
+            m.markov_features(lab, &mut g);
+            assert!(g.iter().all(|v| v.is_finite()), "{lab:?} {g:?}");
+        }
     }
 
     #[test]
