@@ -105,12 +105,15 @@ const LETTER_ORDER: &[u8; 37] = b"abcdefghijklmnopqrstuvwxyz0123456789-";
 
 // ------------------------------------------------------------------ hashing
 
+const FNV64_INIT: u64 = 0xcbf2_9ce4_8422_2325;
+
+#[inline]
+fn fnv64_step(h: u64, c: u8) -> u64 {
+    (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
 fn fnv1a64(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &c in b {
-        h = (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    b.iter().fold(FNV64_INIT, |h, &c| fnv64_step(h, c))
 }
 
 const FNV32_INIT: u32 = 0x811c_9dc5;
@@ -372,13 +375,6 @@ struct Lexicon {
     cb: Vec<u32>,
 }
 
-const FNV64_INIT: u64 = 0xcbf2_9ce4_8422_2325;
-
-#[inline]
-fn fnv64_step(h: u64, c: u8) -> u64 {
-    (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3)
-}
-
 impl Lexicon {
     #[inline]
     fn slot_of(&self, h: u64) -> usize {
@@ -486,10 +482,7 @@ impl Lexicon {
             cb,
         };
         for k in 0..n_words {
-            let h = lex
-                .word(k)
-                .iter()
-                .fold(FNV64_INIT, |h, &c| fnv64_step(h, c));
+            let h = fnv1a64(lex.word(k));
             if lex.find(h, lex.word(k)).is_some() {
                 return None; // duplicate
             }
@@ -1006,8 +999,10 @@ impl Model {
         let (mut unk, mut nw, mut seen_d, mut seen_b, mut only_d, mut n_d, mut sl) =
             (0usize, 0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
         let (mut slo, mut swl) = (0.0f64, 0.0f64);
-        let (mut lmin, mut lmax, mut cdmin, mut cbmax) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-        let (mut lenmin, mut lenmax) = (0usize, 0usize);
+        // Written out only when a word was found (nw > 0).
+        let (mut lmin, mut lmax) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut cdmin, mut cbmax) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut lenmin, mut lenmax) = (usize::MAX, 0usize);
         let mut n_segs = 0usize;
         for &(a, b, kind) in &segs[..ns] {
             if kind == 2 {
@@ -1022,29 +1017,12 @@ impl Model {
             let k = (found[b as usize][ln] - 1) as usize;
             let (d, e) = (lex.cd[k] as usize, lex.cb[k] as usize);
             let lo = self.ld[d] - self.lb[e];
-            if nw == 0 {
-                lmin = lo;
-                lmax = lo;
-                cdmin = self.g[d];
-                cbmax = self.g[e];
-                lenmin = ln;
-                lenmax = ln;
-            } else {
-                if lo < lmin {
-                    lmin = lo;
-                }
-                if lo > lmax {
-                    lmax = lo;
-                }
-                if self.g[d] < cdmin {
-                    cdmin = self.g[d];
-                }
-                if self.g[e] > cbmax {
-                    cbmax = self.g[e];
-                }
-                lenmin = lenmin.min(ln);
-                lenmax = lenmax.max(ln);
-            }
+            lmin = lmin.min(lo);
+            lmax = lmax.max(lo);
+            cdmin = cdmin.min(self.g[d]);
+            cbmax = cbmax.max(self.g[e]);
+            lenmin = lenmin.min(ln);
+            lenmax = lenmax.max(ln);
             nw += 1;
             if d > 0 {
                 seen_d += ln;

@@ -209,20 +209,21 @@ impl FlowTable {
         self.slots.is_empty()
     }
 
-    /// The slot holding `key`'s flow.
-    fn find(&self, key: &FlowKey) -> Option<usize> {
+    fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The slot holding `key`'s flow (`hash` is [`Self::hash`] of it).
+    fn find(&self, hash: u64, key: &FlowKey) -> Option<usize> {
         let slots = &self.slots;
         self.index
-            .find(self.hasher.hash_one(key), |&i| {
-                slots[i as usize].key == *key
-            })
+            .find(hash, |&i| slots[i as usize].key == *key)
             .map(|&i| i as usize)
     }
 
     /// Adds a flow for a key not in the table; returns its slot.
-    fn insert(&mut self, key: FlowKey, flow: Flow) -> usize {
+    fn insert(&mut self, hash: u64, key: FlowKey, flow: Flow) -> usize {
         let i = self.slots.len();
-        let hash = self.hasher.hash_one(key);
         self.slots.push(Slot { key, flow });
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
@@ -232,14 +233,14 @@ impl FlowTable {
 
     /// Takes slot `i` out; the last slot moves into its place.
     fn remove_at(&mut self, i: usize) -> Slot {
-        let hash = self.hasher.hash_one(self.slots[i].key);
+        let hash = self.hash(&self.slots[i].key);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
             entry.remove();
         }
         let last = self.slots.len() - 1;
         let slot = self.slots.swap_remove(i);
         if i != last {
-            let moved = self.hasher.hash_one(self.slots[i].key);
+            let moved = self.hash(&self.slots[i].key);
             if let Some(j) = self.index.find_mut(moved, |&j| j as usize == last) {
                 *j = i as u32;
             }
@@ -248,7 +249,7 @@ impl FlowTable {
     }
 
     fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
-        let i = self.find(key)?;
+        let i = self.find(self.hash(key), key)?;
         Some(self.remove_at(i).flow)
     }
 
@@ -264,7 +265,8 @@ impl FlowTable {
         self.since_scan += 1;
         // The flow on this key has ended if it idled out (whenever the next scan would
         // have noticed), or if a new SYN reuses the 5-tuple of a closed connection.
-        let mut found = self.find(&key);
+        let hash = self.hash(&key);
+        let mut found = self.find(hash, &key);
         if let Some(i) = found {
             let f = &self.slots[i].flow;
             let why = if p.ts - f.last_ts() >= self.idle_timeout(&key, f) {
@@ -306,6 +308,7 @@ impl FlowTable {
             self.next_id += 1;
             self.stats.created += 1;
             let i = self.insert(
+                hash,
                 key,
                 Flow {
                     id,
@@ -488,7 +491,7 @@ impl FlowTable {
             }
         }
         for (_, _, k) in updates {
-            if let Some(i) = self.find(&k) {
+            if let Some(i) = self.find(self.hash(&k), &k) {
                 let f = &mut self.slots[i].flow;
                 // Catch up in one step after a long gap (quiet live network).
                 f.updates = ((now - f.first_ts()) / active).min(u16::MAX as i64) as u16;
