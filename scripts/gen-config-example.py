@@ -24,6 +24,7 @@ SOURCES = ["src/config.rs", "src/detect/config.rs"]
 # Keys whose default is "unset" (an Option that is None), which TOML cannot write.
 UNSET = {
     "": {"state_dir": '"/var/lib/netguardian"'},
+    "store": {"threads": "2"},
     "ml": {"models_dir": '"/var/lib/netguardian/models"'},
     "ml.train": {"trainer_dir": '"/usr/share/netguardian/models"'},
     "export": {"dir": '"/var/lib/netguardian/exports"', "passphrase": '"correct horse battery staple"'},

@@ -177,8 +177,10 @@ pub struct StoreConfig {
     /// DuckDB's memory limit, MiB: its buffer pool evicts (and large queries spill to
     /// `<db>.tmp`) beyond it. Checkpoints need about 32 MiB; below 64 is refused.
     pub memory_limit_mib: u64,
-    /// DuckDB worker threads (queries and checkpoints). 0: one per core.
-    pub threads: u32,
+    /// DuckDB worker threads (queries and checkpoints). 0: one per core. Unset: 2 for
+    /// `serve` and the query commands (the API's queries run in parallel), 1 for the
+    /// ingest-only commands `analyze` and `capture`, whose pipeline threads use the cores.
+    pub threads: Option<u32>,
     /// WAL size, MiB, at which DuckDB checkpoints (rewrites the changed row groups
     /// into the database file). DuckDB's own default of 16 re-compressed the same
     /// growing row groups so often that checkpoints were a fifth of a capture's CPU;
@@ -191,9 +193,31 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             memory_limit_mib: 128,
-            threads: 2,
+            threads: None,
             checkpoint_mib: 64,
         }
+    }
+}
+
+impl StoreConfig {
+    /// DuckDB threads when nothing is configured and queries may run beside the capture.
+    pub const DEFAULT_THREADS: u32 = 2;
+
+    /// The settings for a command that only writes (`analyze`, `capture`): unless
+    /// configured, one DuckDB thread. A checkpoint or appender flush hands row groups
+    /// to DuckDB's workers and the committing pipeline thread busy-waits for them
+    /// (`TaskExecutor::WorkOnTasks`), a core's worth of spinning while the pipeline's
+    /// own threads want the CPU; with one thread the committer does the work itself.
+    pub fn for_ingest(&self) -> StoreConfig {
+        StoreConfig {
+            threads: Some(self.threads.unwrap_or(1)),
+            ..self.clone()
+        }
+    }
+
+    /// The thread count to set (0: one per core).
+    pub fn threads(&self) -> u32 {
+        self.threads.unwrap_or(Self::DEFAULT_THREADS)
     }
 }
 
@@ -571,10 +595,10 @@ impl Config {
                 self.store.checkpoint_mib
             )));
         }
-        if self.store.threads > 256 {
+        if self.store.threads() > 256 {
             return Err(ConfigError(format!(
                 "store.threads must be 0 (one per core) to 256, got {}",
-                self.store.threads
+                self.store.threads()
             )));
         }
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -815,8 +839,12 @@ mod tests {
                 c.store.threads,
                 c.store.checkpoint_mib
             ),
-            (512, 0, 256)
+            (512, Some(0), 256)
         );
+        let unset = load("").unwrap().store;
+        assert_eq!((unset.threads(), unset.for_ingest().threads()), (2, 1));
+        let three = load("[store]\nthreads = 3\n").unwrap().store;
+        assert_eq!((three.threads(), three.for_ingest().threads()), (3, 3));
     }
 
     #[test]

@@ -277,7 +277,7 @@ fn analyze(
         }
     }
     let store = Store::open(&db)?;
-    store.configure(&cfg.store)?;
+    store.configure(&cfg.store.for_ingest())?;
     let progress = Arc::new(Progress::default());
     let stop = stop_on_signals()?;
     let bar = (!no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -666,7 +666,7 @@ fn capture(
     }
     let live = LiveSource::open(&cfg.capture)?;
     let store = Store::open(&db)?;
-    store.configure(&cfg.store)?;
+    store.configure(&cfg.store.for_ingest())?;
     let stop = stop_on_signals()?;
     if let Some(secs) = duration {
         let s = stop.clone();

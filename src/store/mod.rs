@@ -144,8 +144,8 @@ impl Store {
             "SET memory_limit = '{}MiB'; SET checkpoint_threshold = '{}MiB';",
             cfg.memory_limit_mib, cfg.checkpoint_mib
         ))?;
-        if cfg.threads > 0 {
-            conn.execute_batch(&format!("SET threads = {};", cfg.threads))?;
+        if cfg.threads() > 0 {
+            conn.execute_batch(&format!("SET threads = {};", cfg.threads()))?;
         }
         Ok(())
     }
@@ -317,7 +317,7 @@ mod tests {
         store
             .configure(&crate::config::StoreConfig {
                 memory_limit_mib: 96,
-                threads: 1,
+                threads: Some(1),
                 checkpoint_mib: 48,
             })
             .unwrap();
