@@ -202,6 +202,8 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// DuckDB threads when nothing is configured and queries may run beside the capture.
     pub const DEFAULT_THREADS: u32 = 2;
+    /// DuckDB threads when nothing is configured and the command only writes.
+    pub const INGEST_THREADS: u32 = 1;
 
     /// The settings for a command that only writes (`analyze`, `capture`): unless
     /// configured, one DuckDB thread. A checkpoint or appender flush hands row groups
@@ -210,7 +212,7 @@ impl StoreConfig {
     /// own threads want the CPU; with one thread the committer does the work itself.
     pub fn for_ingest(&self) -> StoreConfig {
         StoreConfig {
-            threads: Some(self.threads.unwrap_or(1)),
+            threads: Some(self.threads.unwrap_or(Self::INGEST_THREADS)),
             ..self.clone()
         }
     }

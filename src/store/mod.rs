@@ -144,8 +144,9 @@ impl Store {
             "SET memory_limit = '{}MiB'; SET checkpoint_threshold = '{}MiB';",
             cfg.memory_limit_mib, cfg.checkpoint_mib
         ))?;
-        if cfg.threads() > 0 {
-            conn.execute_batch(&format!("SET threads = {};", cfg.threads()))?;
+        let threads = cfg.threads();
+        if threads > 0 {
+            conn.execute_batch(&format!("SET threads = {threads};"))?;
         }
         Ok(())
     }
