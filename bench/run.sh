@@ -123,6 +123,16 @@ def num(key):
     v = summary.get(key)
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
+def fs_written_mb(path):
+    # GNU time's "File system outputs" is the kernel's ru_oublock: bytes sent towards
+    # storage (the process's write_bytes), in 512-byte units. For the appliance this is
+    # SD-card wear: the WAL and every checkpoint's rewrite count, not just the final file.
+    try:
+        m = re.search(r"File system outputs:\s*(\d+)", open(path).read())
+    except OSError:
+        return None
+    return int(m.group(1)) * 512 / 1048576 if m else None
+
 def peak_rss_mb(path):
     try:
         m = re.search(r"Maximum resident set size \(kbytes\):\s*(\d+)", open(path).read())
@@ -146,21 +156,22 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 rows = [
-    ("tcpdump -r", cap_packets, td_secs, None, None, None, peak_rss_mb(tcpdump_time), None),
-    ("netguardian", pk, ng_secs, num("elapsed_secs"), flows, num("devices"), peak_rss_mb(ng_time), db_bytes / 1048576),
+    ("tcpdump -r", cap_packets, td_secs, None, None, None, peak_rss_mb(tcpdump_time), None, None),
+    ("netguardian", pk, ng_secs, num("elapsed_secs"), flows, num("devices"), peak_rss_mb(ng_time),
+     db_bytes / 1048576, fs_written_mb(ng_time)),
 ]
 print()
 print(f"capture: {capture}  ({cap_packets} packets, {cap_bytes / 1048576:.0f} MiB, "
       f"mean {cap_bytes / max(cap_packets, 1):.0f} B/packet on disk)")
-hdr = f"{'':<12} {'packets':>10} {'wall s':>8} {'own s':>8} {'packets/s':>11} {'Mpps':>6} {'flows':>9} {'flows/s':>9} {'devices':>7} {'peak RSS MB':>11} {'DB MB':>7}"
+hdr = f"{'':<12} {'packets':>10} {'wall s':>8} {'own s':>8} {'packets/s':>11} {'Mpps':>6} {'flows':>9} {'flows/s':>9} {'devices':>7} {'peak RSS MB':>11} {'DB MB':>7} {'written MB':>10}"
 print(hdr)
 print("-" * len(hdr))
-for name, n, secs, own, fl, dev, rss, dbmb in rows:
+for name, n, secs, own, fl, dev, rss, dbmb, wmb in rows:
     pps = rate(n, secs)
     print(f"{name:<12} {n:>10} {secs:>8.2f} {fmt(own, '8.2f'):>8} {fmt(pps, '11,.0f'):>11} "
           f"{fmt(pps / 1e6 if pps else None, '6.3f'):>6} {fmt(fl, 'd') if isinstance(fl, int) else fmt(fl, '.0f'):>9} "
           f"{fmt(rate(fl, secs), '9,.0f'):>9} {fmt(dev, 'd') if isinstance(dev, int) else fmt(dev, '.0f'):>7} "
-          f"{fmt(rss, '11.1f'):>11} {fmt(dbmb, '7.1f'):>7}")
+          f"{fmt(rss, '11.1f'):>11} {fmt(dbmb, '7.1f'):>7} {fmt(wmb, '10.1f'):>10}")
 ng_pps, td_pps = rate(pk, ng_secs), rate(cap_packets, td_secs)
 if ng_pps and td_pps:
     print(f"\nnetguardian runs at {ng_pps / td_pps:.1%} of tcpdump's read rate"
@@ -176,7 +187,8 @@ record = {
     "git": rev, "capture": os.path.abspath(capture), "capture_packets": cap_packets,
     "tcpdump_secs": round(td_secs, 3), "tcpdump_pps": round(td_pps or 0),
     "netguardian_secs": round(ng_secs, 3), "netguardian_pps": round(ng_pps or 0),
-    "peak_rss_mb": peak_rss_mb(ng_time), "db_bytes": db_bytes, "summary": summary,
+    "peak_rss_mb": peak_rss_mb(ng_time), "db_bytes": db_bytes,
+    "written_mb": fs_written_mb(ng_time), "summary": summary,
 }
 try:
     os.makedirs(os.path.dirname(results), exist_ok=True)

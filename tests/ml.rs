@@ -292,7 +292,8 @@ fn capture_becomes_feature_rows_and_scores() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((flows, nxr), (2f64.ln(), 1.0));
+    // Stored as FLOAT: ln 2 rounded to f32, the value the models are given.
+    assert_eq!((flows, nxr), (2f64.ln() as f32 as f64, 1.0));
     let devices = q("SELECT count(*) FROM device_features");
     // Every row scored by both models of its kind.
     assert_eq!(
@@ -578,7 +579,8 @@ fn stored_flows_prime_new_destinations_across_runs() {
     };
     let conn = store.connection().unwrap();
     let q = |sql: &str| -> f64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    let sum = "SELECT coalesce(sum(exp(new_destinations_log) - 1), 0) FROM device_features";
+    // Each row's count comes back from a FLOAT log1p, so round it to the integer it was.
+    let sum = "SELECT coalesce(sum(round(exp(new_destinations_log) - 1)), 0) FROM device_features";
     run();
     let first = q(sum);
     assert!(

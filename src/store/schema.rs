@@ -414,6 +414,61 @@ CREATE TABLE anomaly_scores (
 );
 "#,
     },
+    Migration {
+        version: 5,
+        description: "feature values as FLOAT (the models' own precision): half the memory and disk",
+        sql: r#"
+-- The models take float32 inputs (models/README.md), so a DOUBLE carried 4 bytes per
+-- value that no model reads; at one row per flow the feature tables were the largest
+-- share of what a capture writes (and of DuckDB's memory until each checkpoint).
+ALTER TABLE flow_features ALTER duration_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_pkts_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER resp_pkts_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_bytes_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER resp_bytes_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_payload_ratio TYPE FLOAT;
+ALTER TABLE flow_features ALTER resp_payload_ratio TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_bytes_share TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_size_mean_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_size_std_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER resp_size_mean_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER resp_size_std_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_iat_mean_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER orig_iat_std_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER resp_iat_mean_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER resp_iat_std_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER syn_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER fin_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER rst_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER psh_log TYPE FLOAT;
+ALTER TABLE flow_features ALTER state_established TYPE FLOAT;
+ALTER TABLE flow_features ALTER state_rejected TYPE FLOAT;
+ALTER TABLE flow_features ALTER state_unanswered TYPE FLOAT;
+ALTER TABLE flow_features ALTER proto_tcp TYPE FLOAT;
+ALTER TABLE flow_features ALTER proto_udp TYPE FLOAT;
+ALTER TABLE flow_features ALTER proto_icmp TYPE FLOAT;
+ALTER TABLE flow_features ALTER port_wellknown TYPE FLOAT;
+ALTER TABLE flow_features ALTER port_registered TYPE FLOAT;
+ALTER TABLE flow_features ALTER port_dynamic TYPE FLOAT;
+ALTER TABLE flow_features ALTER app_dns TYPE FLOAT;
+ALTER TABLE flow_features ALTER app_tls TYPE FLOAT;
+ALTER TABLE flow_features ALTER app_http TYPE FLOAT;
+ALTER TABLE flow_features ALTER dns_max_label_entropy TYPE FLOAT;
+ALTER TABLE flow_features ALTER dns_nxdomain TYPE FLOAT;
+ALTER TABLE flow_features ALTER tls_no_sni TYPE FLOAT;
+ALTER TABLE flow_features ALTER tls_old_version TYPE FLOAT;
+ALTER TABLE device_features ALTER flows_log TYPE FLOAT;
+ALTER TABLE device_features ALTER distinct_peers_log TYPE FLOAT;
+ALTER TABLE device_features ALTER distinct_ports_log TYPE FLOAT;
+ALTER TABLE device_features ALTER bytes_out_log TYPE FLOAT;
+ALTER TABLE device_features ALTER bytes_in_log TYPE FLOAT;
+ALTER TABLE device_features ALTER new_destinations_log TYPE FLOAT;
+ALTER TABLE device_features ALTER dns_queries_log TYPE FLOAT;
+ALTER TABLE device_features ALTER nxdomain_ratio TYPE FLOAT;
+ALTER TABLE device_features ALTER distinct_snis_log TYPE FLOAT;
+ALTER TABLE device_features ALTER failed_connections_log TYPE FLOAT;
+"#,
+    },
 ];
 
 pub fn latest_version() -> i32 {
@@ -550,5 +605,64 @@ mod tests {
             )
             .unwrap();
         assert_eq!(name, "nxdomain_ratio");
+        let types: Vec<(String, String)> = c
+            .prepare(
+                "SELECT table_name, data_type FROM information_schema.columns
+                 WHERE table_name IN ('flow_features', 'device_features')
+                   AND column_name NOT IN ('flow_id', 'ts', 'device_mac', 'schema_version', 'window_start', 'mac')
+                 GROUP BY ALL ORDER BY ALL",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let want = [("device_features", "FLOAT"), ("flow_features", "FLOAT")];
+        assert_eq!(types, want.map(|(t, d)| (t.to_string(), d.to_string())));
+    }
+
+    /// A database whose feature tables still hold DOUBLEs (migrations 1-4) keeps its rows
+    /// through migration 5, each value rounded to the nearest f32 and nothing else changed.
+    #[test]
+    fn double_feature_rows_survive_the_float_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.duckdb");
+        let value = 1.0f64 / 3.0;
+        {
+            let c = duckdb::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL, description VARCHAR NOT NULL);",
+            )
+            .unwrap();
+            for m in MIGRATIONS.iter().filter(|m| m.version <= 4) {
+                c.execute_batch(m.sql).unwrap();
+                c.execute(
+                    "INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP, 'old')",
+                    [m.version],
+                )
+                .unwrap();
+            }
+            let n_values = crate::flow::features::FLOW_N;
+            let values = vec!["?"; n_values].join(", ");
+            let sql = format!(
+                "INSERT INTO flow_features VALUES (7, TIMESTAMP '2024-05-01 10:00:00', 'aa:bb:cc:dd:ee:ff', 1, {values})"
+            );
+            let params: Vec<f64> = (0..n_values).map(|j| value * j as f64).collect();
+            c.execute(&sql, duckdb::params_from_iter(params)).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest_version());
+        let c = store.connection().unwrap();
+        let (id, mac, first, last): (i64, String, f32, f32) = c
+            .query_row(
+                "SELECT flow_id, device_mac, orig_pkts_log, tls_old_version FROM flow_features",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        let last_j = (crate::flow::features::FLOW_N - 1) as f64;
+        assert_eq!((id, mac.as_str()), (7, "aa:bb:cc:dd:ee:ff"));
+        assert_eq!(first, (value * 1.0) as f32);
+        assert_eq!(last, (value * last_j) as f32);
     }
 }

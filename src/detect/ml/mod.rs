@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use duckdb::Connection;
 use duckdb::arrow::array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, TimestampMicrosecondArray,
+    ArrayRef, Float32Array, Int32Array, Int64Array, TimestampMicrosecondArray,
 };
 use duckdb::types::{TimeUnit, Value};
 use serde::Serialize;
@@ -640,12 +640,16 @@ fn append_columns(conn: &Connection, table: &str, columns: Vec<ArrayRef>) -> duc
     app.flush()
 }
 
-/// One DOUBLE column per feature, column `j` holding feature `j` of every row.
+/// One FLOAT column per feature, column `j` holding feature `j` of every row: the value
+/// rounded to f32 exactly as [`Worker::score_rows`] rounds it for the models, so the
+/// trainer learns from the very numbers the service scores.
 fn feature_columns<'a, const N: usize>(
     rows: impl Iterator<Item = &'a [f64; N]> + Clone,
 ) -> impl Iterator<Item = ArrayRef> {
     (0..N).map(move |j| {
-        Arc::new(Float64Array::from_iter_values(rows.clone().map(|v| v[j]))) as ArrayRef
+        Arc::new(Float32Array::from_iter_values(
+            rows.clone().map(|v| v[j] as f32),
+        )) as ArrayRef
     })
 }
 
