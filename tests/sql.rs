@@ -304,20 +304,34 @@ fn the_command_line_runs_one_read_only_statement() {
         "query\r\nexample.com\r\n"
     );
     let pq = dir.path().join("r.parquet");
-    let out = bin()
+    let child = bin()
         .args(["sql", "--format", "parquet", "--out"])
         .arg(&pq)
         .arg("--db")
         .arg(&db)
         .arg("FROM dns")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(&std::fs::read(&pq).unwrap()[..4], b"PAR1");
+    // The Parquet answer went through the store's scratch folder; the process removed
+    // it on the way out (it used to stay in /tmp, one folder per run).
+    let prefix = format!("netguardian-sql-{pid}");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}-")))
+        .collect();
+    assert!(left.is_empty(), "scratch folders left behind: {left:?}");
     for (sql, want) in [
         ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
         ("COPY flows TO '/tmp/ng-escape.csv'", "COPY"),

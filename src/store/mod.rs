@@ -50,6 +50,24 @@ pub struct Store {
     path: String,
     /// The folders DuckDB may still touch once [`Store::restrict`] ran.
     restricted: Mutex<Option<Vec<PathBuf>>>,
+    /// See [`Store::scratch_dir`]; removed when the store is dropped.
+    scratch: PathBuf,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Result files are removed once read; this removes the folder itself (and what
+        // a failed query may have left), so /tmp does not collect one folder per run.
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// A scratch folder name unique to this process and store: tests and the service may
+/// hold several stores at once, and one dropping its folder must not pull another's.
+fn new_scratch_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("netguardian-sql-{}-{n}", std::process::id()))
 }
 
 impl Store {
@@ -67,6 +85,7 @@ impl Store {
             conn: Mutex::new(conn),
             path: p,
             restricted: Mutex::new(None),
+            scratch: new_scratch_dir(),
         };
         store.tune()?;
         store.migrate()?;
@@ -98,6 +117,7 @@ impl Store {
             conn: Mutex::new(conn),
             path: p,
             restricted: Mutex::new(None),
+            scratch: new_scratch_dir(),
         };
         store.tune()?;
         let found = store.schema_version()?;
@@ -118,6 +138,7 @@ impl Store {
             conn: Mutex::new(conn),
             path: ":memory:".into(),
             restricted: Mutex::new(None),
+            scratch: new_scratch_dir(),
         };
         store.migrate()?;
         Ok(store)
@@ -156,9 +177,9 @@ impl Store {
     }
 
     /// Scratch folder for SQL results DuckDB writes (Parquet answers), private to this
-    /// process; each result file is removed once read.
+    /// store; each result file is removed once read, the folder when the store drops.
     pub fn scratch_dir(&self) -> PathBuf {
-        std::env::temp_dir().join(format!("netguardian-sql-{}", std::process::id()))
+        self.scratch.clone()
     }
 
     /// Takes file access away from the whole database: DuckDB may then read and write
