@@ -299,6 +299,112 @@ fn devices_from_arp_and_dhcp() {
     );
 }
 
+/// A second run (a service restart, or `analyze` of the next day's capture into the
+/// same database) adds to what the first stored about a device: first seen, counters
+/// and the DHCP hostname survive; last seen and the latest address move on.
+#[test]
+fn devices_accumulate_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let mut day1 = Pcap::default();
+    let disc = dhcp_message(
+        1,
+        1,
+        0x1234,
+        PHONE_MAC,
+        [0; 4],
+        Some("Pixel-7"),
+        None,
+        &[1, 3],
+    );
+    day1.push(
+        T0,
+        udp(PHONE_MAC, [0xff; 6], [0, 0, 0, 0], 68, [255; 4], 67, &disc),
+    );
+    http_session(&mut day1, T0 + SEC, 40010);
+    let mut day2 = Pcap::default();
+    let t1 = T0 + 86_400 * SEC;
+    http_session(&mut day2, t1, 40020);
+    http_session(&mut day2, t1 + 5 * SEC, 40021);
+    day2.push(
+        t1 + 20 * SEC,
+        arp(PHONE_MAC, [192, 168, 1, 24], ROUTER_MAC, GW),
+    );
+    let p1 = dir.path().join("day1.pcap");
+    let p2 = dir.path().join("day2.pcap");
+    day1.write(&p1);
+    day2.write(&p2);
+    let row = |store: &Store, mac: &str| {
+        q1::<String>(
+            store,
+            &format!(
+                "SELECT epoch(first_seen)::BIGINT || ' ' || epoch(last_seen)::BIGINT || ' ' || pkts_sent || ' ' || pkts_recv || ' ' || flows || ' ' || coalesce(hostname, '-') || ' ' || coalesce(last_ipv4, '-') FROM devices WHERE mac = '{mac}'"
+            ),
+        )
+    };
+    let s0 = T0 / SEC;
+    {
+        let store = Store::open(&db).unwrap();
+        run_files(&Config::default(), &store, vec![p1]);
+        assert_eq!(
+            row(&store, "b8:27:eb:11:22:33"),
+            format!("{} {} 5 3 1 - 192.168.1.10", s0 + 1, s0 + 1)
+        );
+        assert_eq!(
+            row(&store, "7a:11:22:33:44:55"),
+            format!("{s0} {s0} 0 0 0 Pixel-7 -")
+        );
+    }
+    let store = Store::open(&db).unwrap();
+    run_files(&Config::default(), &store, vec![p2]);
+    let s1 = t1 / SEC;
+    assert_eq!(
+        row(&store, "b8:27:eb:11:22:33"),
+        format!("{} {} 15 9 3 - 192.168.1.10", s0 + 1, s1 + 5)
+    );
+    assert_eq!(
+        row(&store, "7a:11:22:33:44:55"),
+        format!("{s0} {} 1 0 0 Pixel-7 192.168.1.24", s1 + 20)
+    );
+    assert_eq!(
+        q1::<i64>(&store, "SELECT count(*) FROM devices"),
+        2,
+        "phone and client: one row each"
+    );
+}
+
+/// A run killed mid-way leaves its long flows' latest updates in `flows_open`; the next
+/// run closes them as `interrupted` instead of showing them as running forever.
+#[test]
+fn flows_a_killed_run_left_open_are_closed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pcap::default();
+    http_session(&mut p, T0, 40010);
+    let pcap = dir.path().join("t.pcap");
+    p.write(&pcap);
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    run_files(&Config::default(), &store, vec![pcap.clone()]);
+    // What a kill between two active-timeout updates leaves behind.
+    store
+        .connection()
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO flows_open SELECT * REPLACE (false AS is_final, 'active_timeout' AS end_reason) FROM flows_closed;
+             DELETE FROM flows_closed;",
+        )
+        .unwrap();
+    assert_eq!(q1::<i64>(&store, "SELECT count(*) FROM flows_open"), 1);
+    run_files(&Config::default(), &store, vec![pcap]);
+    assert_eq!(q1::<i64>(&store, "SELECT count(*) FROM flows_open"), 0);
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT (id >> 40) || ' ' || end_reason || ' ' || is_final FROM flows ORDER BY id"
+        ),
+        vec!["1 interrupted true", "2 shutdown true"]
+    );
+}
+
 #[test]
 fn malformed_packets_are_counted_by_reason() {
     let mut p = Pcap::default();

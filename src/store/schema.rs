@@ -83,7 +83,7 @@ CREATE TABLE flows_closed (
     resp_size_min UINTEGER, resp_size_mean DOUBLE, resp_size_std DOUBLE, resp_size_max UINTEGER,
     orig_iat_min DOUBLE, orig_iat_mean DOUBLE, orig_iat_std DOUBLE, orig_iat_max DOUBLE,   -- seconds
     resp_iat_min DOUBLE, resp_iat_mean DOUBLE, resp_iat_std DOUBLE, resp_iat_max DOUBLE,
-    end_reason VARCHAR NOT NULL,    -- idle, closed, reused, active_timeout, evicted, shutdown
+    end_reason VARCHAR NOT NULL,    -- idle, closed, reused, active_timeout, evicted, shutdown, interrupted
     is_final BOOLEAN NOT NULL       -- false: a long flow's update; the row is replaced later
 );
 

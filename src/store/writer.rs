@@ -90,6 +90,33 @@ pub fn tls_version_name(v: u16) -> String {
 
 impl Writer {
     pub fn new(conn: Connection, run_id: i64) -> Self {
+        // `devices_base`: the devices as earlier runs left them, frozen before this run
+        // writes any. The inventory counts from zero each run, so a device's stored row
+        // is this base merged with the run's running totals (first seen, counters and
+        // hostname survive a restart). Taken here, outside any write transaction, so a
+        // rolled-back write cannot lose it. Should it fail, device writes fail and are
+        // logged like any other failed write.
+        if let Err(e) =
+            conn.execute_batch("CREATE OR REPLACE TEMP TABLE devices_base AS SELECT * FROM devices")
+        {
+            tracing::error!(error = %e, "cannot read the stored devices; device rows will not be written");
+        }
+        // Rows an earlier run left in `flows_open` (it was killed, or lost power, before
+        // its final records) would stay "open" forever: close them as `interrupted`.
+        let shift = super::RUN_SHIFT;
+        match conn.execute_batch(&format!(
+            "BEGIN TRANSACTION;
+             INSERT INTO flows_closed SELECT * REPLACE ('interrupted' AS end_reason, true AS is_final)
+               FROM flows_open WHERE id >> {shift} <> {run_id};
+             DELETE FROM flows_open WHERE id >> {shift} <> {run_id};
+             COMMIT;"
+        )) {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                tracing::error!(error = %e, "cannot close the flows an earlier run left open");
+            }
+        }
         Writer {
             conn,
             run_id,
@@ -465,7 +492,19 @@ impl Writer {
             app.flush()?;
         }
         self.conn.execute_batch(
-            "INSERT OR REPLACE INTO devices SELECT * FROM devices_stage;
+            "INSERT OR REPLACE INTO devices
+               SELECT s.mac, coalesce(s.vendor, b.vendor), s.randomized,
+                 least(s.first_seen, coalesce(b.first_seen, s.first_seen)),
+                 greatest(s.last_seen, coalesce(b.last_seen, s.last_seen)),
+                 CASE WHEN s.hostname IS NULL THEN b.hostname ELSE s.hostname END,
+                 CASE WHEN s.hostname IS NULL THEN b.hostname_source ELSE s.hostname_source END,
+                 coalesce(s.dhcp_vendor_class, b.dhcp_vendor_class),
+                 coalesce(s.dhcp_fingerprint, b.dhcp_fingerprint),
+                 coalesce(s.last_ipv4, b.last_ipv4), coalesce(s.last_ipv6, b.last_ipv6),
+                 s.pkts_sent + coalesce(b.pkts_sent, 0), s.bytes_sent + coalesce(b.bytes_sent, 0),
+                 s.pkts_recv + coalesce(b.pkts_recv, 0), s.bytes_recv + coalesce(b.bytes_recv, 0),
+                 s.flows + coalesce(b.flows, 0)
+               FROM devices_stage s LEFT JOIN devices_base b ON b.mac = s.mac;
              INSERT INTO device_addresses SELECT * FROM device_addresses_stage
                ON CONFLICT (mac, addr) DO UPDATE SET
                  first_seen = least(device_addresses.first_seen, excluded.first_seen),
