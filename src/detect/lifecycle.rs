@@ -693,13 +693,34 @@ pub fn seed_engine(conn: &Connection, engine: &mut super::Engine) -> duckdb::Res
             .collect();
         Ok(v)
     };
-    let resolvers = ips(format!(
-        "SELECT DISTINCT s FROM (SELECT unnest(dns_servers) AS s FROM dhcp WHERE {recent}) ORDER BY s LIMIT 16"
-    ))?;
-    let gateways = ips(format!(
-        "SELECT DISTINCT router FROM dhcp WHERE router IS NOT NULL AND {recent} ORDER BY router LIMIT 16"
-    ))?;
-    engine.seed_dhcp(resolvers, gateways);
+    // The network's DHCP server: the allowed ones if configured, else the one that
+    // answered first in the store. Resolvers and gateways only from its messages.
+    let server_of = "coalesce(nullif(server_id, '0.0.0.0'), CASE WHEN orig_port = 67 THEN orig_addr ELSE resp_addr END)";
+    let first = ips(format!(
+        "SELECT {server_of} FROM dhcp WHERE msg_type IN ('OFFER', 'ACK') ORDER BY ts LIMIT 1"
+    ))?
+    .into_iter()
+    .next();
+    let allowed = &engine.ctx.cfg.rogue_dhcp.allowed_servers;
+    let servers: Vec<String> = if allowed.is_empty() {
+        first.iter().map(|s| format!("'{s}'")).collect()
+    } else {
+        allowed.iter().map(|s| format!("'{s}'")).collect()
+    };
+    let (resolvers, gateways) = if servers.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let from = format!("{recent} AND {server_of} IN ({})", servers.join(", "));
+        (
+            ips(format!(
+                "SELECT DISTINCT s FROM (SELECT unnest(dns_servers) AS s FROM dhcp WHERE {from}) ORDER BY s LIMIT 16"
+            ))?,
+            ips(format!(
+                "SELECT DISTINCT router FROM dhcp WHERE router IS NOT NULL AND {from} ORDER BY router LIMIT 16"
+            ))?,
+        )
+    };
+    engine.seed_dhcp(first, resolvers, gateways);
     Ok(())
 }
 

@@ -127,6 +127,11 @@ pub struct Ctx {
     /// Devices seen in earlier runs, and their host names (lowercase).
     pub known_devices: HashSet<[u8; 6]>,
     pub known_hostnames: HashSet<String>,
+    /// `detect.rogue_dhcp.allowed_servers`.
+    allowed_dhcp: HashSet<IpAddr>,
+    /// Without allowed servers: the first DHCP server seen (in this run or, seeded, in
+    /// earlier ones) is taken as the network's own.
+    learned_dhcp: Option<IpAddr>,
 }
 
 /// The local and remote sides of a flow.
@@ -159,6 +164,8 @@ impl Ctx {
             resolved: [HashMap::new(), HashMap::new()],
             known_devices: HashSet::new(),
             known_hostnames: HashSet::new(),
+            allowed_dhcp: d.rogue_dhcp.allowed_servers.iter().copied().collect(),
+            learned_dhcp: None,
             cfg: d,
         }
     }
@@ -231,6 +238,27 @@ impl Ctx {
         }
     }
 
+    /// Whether `server` is the network's DHCP server: one of the allowed servers, else
+    /// the first one seen.
+    pub fn is_dhcp_server(&self, server: IpAddr) -> bool {
+        if self.allowed_dhcp.is_empty() {
+            self.learned_dhcp == Some(server)
+        } else {
+            self.allowed_dhcp.contains(&server)
+        }
+    }
+
+    /// The network's DHCP server(s) as text, for explanations.
+    pub fn dhcp_servers_text(&self) -> String {
+        if self.allowed_dhcp.is_empty() {
+            self.learned_dhcp.map(|l| l.to_string()).unwrap_or_default()
+        } else {
+            let mut v: Vec<String> = self.allowed_dhcp.iter().map(|a| a.to_string()).collect();
+            v.sort();
+            v.join(", ")
+        }
+    }
+
     /// Learns from one event before the rules see it.
     fn observe(&mut self, ev: &Event) {
         if let Some(ts) = event_ts(ev) {
@@ -238,7 +266,18 @@ impl Ctx {
         }
         let Event::Meta(m) = ev else { return };
         match &m.record {
-            ProtoRecord::Dhcp(d) if matches!(d.msg_type, 2 | 5) => {
+            ProtoRecord::Dhcp(d) if matches!(d.msg_type, 2 | 5 | 6) => {
+                let Some(server) = dhcp_server(m, d) else {
+                    return;
+                };
+                if self.allowed_dhcp.is_empty() && self.learned_dhcp.is_none() {
+                    self.learned_dhcp = Some(server);
+                }
+                // Only the network's own server says which resolvers and gateway are
+                // legitimate: a rogue's offers must not make its DNS server "the home's".
+                if d.msg_type == 6 || !self.is_dhcp_server(server) {
+                    return;
+                }
                 for s in &d.dns_servers {
                     if self.learned_resolvers.len() < MAX_LEARNED {
                         self.learned_resolvers.insert(IpAddr::V4(*s));
@@ -285,6 +324,22 @@ pub fn is_special(ip: IpAddr) -> bool {
                 || (v.segments()[0] & 0xffc0) == 0xfe80
         }
     }
+}
+
+/// The server a DHCP server message (OFFER, ACK, NAK) came from: its server identifier
+/// (option 54), else the sender's address. `None` when neither is usable.
+pub fn dhcp_server(m: &crate::event::MetaRecord, d: &crate::proto::DhcpRecord) -> Option<IpAddr> {
+    let sender = if m.orig_port == 67 {
+        m.orig_addr
+    } else {
+        m.resp_addr
+    };
+    let server = d
+        .server_id
+        .map(IpAddr::V4)
+        .filter(|s| !s.is_unspecified())
+        .unwrap_or(sender);
+    (!server.is_unspecified()).then_some(server)
 }
 
 /// The packet time an event is about.
@@ -459,13 +514,18 @@ impl Engine {
         }
     }
 
-    /// Resolvers (DHCP option 6) and gateways (option 3) advertised in earlier runs (the
-    /// `dhcp` table), so `dns_bypass` and `arp_spoof` know them before the next lease.
+    /// The DHCP server that answered first in earlier runs, and the resolvers (option 6)
+    /// and gateways (option 3) it advertised (the `dhcp` table), so `rogue_dhcp`,
+    /// `dns_bypass` and `arp_spoof` know them before the next lease.
     pub fn seed_dhcp(
         &mut self,
+        server: Option<IpAddr>,
         resolvers: impl IntoIterator<Item = IpAddr>,
         gateways: impl IntoIterator<Item = IpAddr>,
     ) {
+        if self.ctx.learned_dhcp.is_none() {
+            self.ctx.learned_dhcp = server;
+        }
         for r in resolvers {
             if self.ctx.learned_resolvers.len() < MAX_LEARNED {
                 self.ctx.learned_resolvers.insert(r);

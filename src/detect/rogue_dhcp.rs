@@ -4,7 +4,8 @@
 //! middle of new devices' traffic. Server messages (OFFER, ACK, NAK) are attributed to
 //! their server identifier (option 54, else the sender's address). The legitimate
 //! servers are `detect.rogue_dhcp.allowed_servers`, or — when that is empty — the first
-//! server seen. Any other server is reported once (high).
+//! server seen, in this run or (from the `dhcp` table) an earlier one. Any other server
+//! is reported once (high), and the context never learns resolvers or a gateway from it.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -18,16 +19,12 @@ use crate::proto::ProtoRecord;
 const MAX_SERVERS: usize = 64;
 
 pub struct RogueDhcp {
-    allowed: HashSet<IpAddr>,
-    learned: Option<IpAddr>,
     reported: HashSet<IpAddr>,
 }
 
 impl RogueDhcp {
-    pub fn new(cfg: &DetectConfig) -> Self {
+    pub fn new(_cfg: &DetectConfig) -> Self {
         RogueDhcp {
-            allowed: cfg.rogue_dhcp.allowed_servers.iter().copied().collect(),
-            learned: None,
             reported: HashSet::new(),
         }
     }
@@ -38,7 +35,7 @@ impl Rule for RogueDhcp {
         &["rogue_dhcp"]
     }
 
-    fn on_event(&mut self, _ctx: &Ctx, ev: &Event, out: &mut Vec<Alert>) {
+    fn on_event(&mut self, ctx: &Ctx, ev: &Event, out: &mut Vec<Alert>) {
         let Event::Meta(m) = ev else { return };
         let ProtoRecord::Dhcp(d) = &m.record else {
             return;
@@ -46,35 +43,24 @@ impl Rule for RogueDhcp {
         if !matches!(d.msg_type, 2 | 5 | 6) {
             return;
         }
-        let (sender, sender_mac) = if m.orig_port == 67 {
-            (m.orig_addr, m.orig_mac)
+        let sender_mac = if m.orig_port == 67 {
+            m.orig_mac
         } else {
-            (m.resp_addr, m.resp_mac)
+            m.resp_mac
         };
-        let server = d
-            .server_id
-            .map(IpAddr::V4)
-            .filter(|s| !s.is_unspecified())
-            .unwrap_or(sender);
-        if server.is_unspecified() {
+        let Some(server) = super::dhcp_server(m, d) else {
             return;
-        }
-        let legit = if self.allowed.is_empty() {
-            *self.learned.get_or_insert(server) == server
-        } else {
-            self.allowed.contains(&server)
         };
-        if legit || self.reported.contains(&server) || self.reported.len() >= MAX_SERVERS {
+        // Which server is the network's own is the context's call (allowed servers, or
+        // the first seen in this or an earlier run), shared with what it learns.
+        if ctx.is_dhcp_server(server)
+            || self.reported.contains(&server)
+            || self.reported.len() >= MAX_SERVERS
+        {
             return;
         }
         self.reported.insert(server);
-        let known = if self.allowed.is_empty() {
-            self.learned.map(|l| l.to_string()).unwrap_or_default()
-        } else {
-            let mut v: Vec<String> = self.allowed.iter().map(|a| a.to_string()).collect();
-            v.sort();
-            v.join(", ")
-        };
+        let known = ctx.dhcp_servers_text();
         let offers = |what: &str, v: String| {
             if v.is_empty() {
                 String::new()
@@ -151,6 +137,35 @@ mod tests {
         );
         assert_eq!(a[0].peer.as_deref(), Some("192.168.1.66"));
         assert_eq!(a[0].mitre, Some("T1557.003"));
+        // The rogue's offers taught the context nothing: its DNS server and gateway
+        // are not the home's.
+        assert!(ctx.is_resolver(ip("192.168.1.1")));
+        assert!(!ctx.is_resolver(ip("192.168.1.66")));
+        assert!(!ctx.is_gateway(ip("192.168.1.66")));
+    }
+
+    #[test]
+    fn the_server_of_an_earlier_run_stays_the_legitimate_one() {
+        // A later run whose first DHCP answer comes from the rogue: the server seeded
+        // from the store (the first to answer in earlier runs) is still the real one.
+        let cfg = crate::config::Config::default();
+        let mut engine = super::super::Engine::new(&cfg);
+        engine.seed_dhcp(
+            Some(ip("192.168.1.1")),
+            [ip("192.168.1.1")],
+            [ip("192.168.1.1")],
+        );
+        let mut alerts = Vec::new();
+        engine.on_events(
+            &[
+                offer(T0, [192, 168, 1, 66], ATT_MAC),
+                offer(T0 + SEC, [192, 168, 1, 1], GW_MAC),
+            ],
+            &mut alerts,
+        );
+        let rogue: Vec<_> = alerts.iter().filter(|a| a.rule == "rogue_dhcp").collect();
+        assert_eq!(rogue.len(), 1, "{alerts:?}");
+        assert_eq!(rogue[0].peer.as_deref(), Some("192.168.1.66"));
     }
 
     #[test]
