@@ -241,18 +241,24 @@ impl Processor {
             Net::Other(_) => {
                 self.current.non_ip_packets += 1;
                 self.inventory
-                    .on_packet(ts, d.src_mac, d.dst_mac, None, wire_len);
+                    .on_packet(ts, d.src_mac, d.dst_mac, None, None, wire_len);
             }
             Net::Arp(arp) => {
                 self.current.arp_packets += 1;
                 self.inventory.on_arp(ts, arp);
                 self.inventory
-                    .on_packet(ts, d.src_mac, d.dst_mac, None, wire_len);
+                    .on_packet(ts, d.src_mac, d.dst_mac, None, None, wire_len);
             }
             Net::Ip(ip) => {
                 self.current.ip_packets += 1;
-                self.inventory
-                    .on_packet(ts, d.src_mac, d.dst_mac, Some(ip.src), wire_len);
+                self.inventory.on_packet(
+                    ts,
+                    d.src_mac,
+                    d.dst_mac,
+                    Some(ip.src),
+                    Some(ip.dst),
+                    wire_len,
+                );
                 if ip.fragment {
                     // No reassembly: fragments are counted, not attributed to flows.
                     self.current.fragments += 1;

@@ -277,7 +277,7 @@ fn devices_from_arp_and_dhcp() {
             "SELECT mac || ' ' || addr || ' ' || source FROM device_addresses ORDER BY mac, addr"
         ),
         vec![
-            "00:1b:21:44:55:66 192.168.1.1 ip",
+            "00:1b:21:44:55:66 192.168.1.1 arp",
             "7a:11:22:33:44:55 192.168.1.23 dhcp",
             "b8:27:eb:11:22:33 192.168.1.10 ip",
         ]
@@ -296,6 +296,40 @@ fn devices_from_arp_and_dhcp() {
             "SELECT client_mac || ' ' || msg_type || ' ' || hostname FROM dhcp WHERE msg_type = 'DISCOVER'"
         ),
         "7a:11:22:33:44:55 DISCOVER Pixel-7"
+    );
+}
+
+/// A local host that only receives (here: a camera's answers are not mirrored) is
+/// still a device, named by the local address its frames are sent to.
+#[test]
+fn a_receive_only_host_is_a_device() {
+    const CAM_MAC: [u8; 6] = [0x00, 0x12, 0x34, 0x56, 0x78, 0x9a];
+    let mut p = Pcap::default();
+    for i in 0..3 {
+        p.push(
+            T0 + i * SEC,
+            udp(
+                ROUTER_MAC,
+                CAM_MAC,
+                S,
+                5000,
+                [192, 168, 1, 77],
+                554,
+                b"hello",
+            ),
+        );
+    }
+    let (_d, store, sum) = analyze(&p, &Config::default());
+    assert_eq!(
+        sum.devices, 1,
+        "the camera; the router sent from an internet address"
+    );
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT d.mac || ' ' || pkts_sent || ' ' || pkts_recv || ' ' || bytes_recv || ' ' || d.last_ipv4 || ' ' || a.source FROM devices d JOIN device_addresses a USING (mac)"
+        ),
+        "00:12:34:56:78:9a 0 3 141 192.168.1.77 ip"
     );
 }
 

@@ -145,6 +145,13 @@ impl Inventory {
             Some(a) => {
                 a.last = a.last.max(ts);
                 a.first = a.first.min(ts);
+                // ARP and DHCP say more than "seen in a packet" (the DHCP server's
+                // answer to a client passes here before its DHCP record does).
+                if a.source == "ip" && source != "ip" {
+                    a.source = source;
+                    a.published_last = i64::MIN;
+                    d.changed = true;
+                }
             }
             None => {
                 d.addrs.insert(
@@ -170,13 +177,16 @@ impl Inventory {
         }
     }
 
-    /// Accounts an IP packet (or any frame, with `src_ip`/`dst_ip` None).
+    /// Accounts an IP packet (or any frame, with `src_ip`/`dst_ip` None). A local address
+    /// on either side names its MAC's device: a host that only receives (a printer, a
+    /// camera whose answers the mirror port misses) is still on the network.
     pub fn on_packet(
         &mut self,
         ts: i64,
         src_mac: Option<[u8; 6]>,
         dst_mac: Option<[u8; 6]>,
         src_ip: Option<IpAddr>,
+        dst_ip: Option<IpAddr>,
         wire_len: u32,
     ) {
         if let Some(m) = src_mac.filter(|m| usable_mac(*m)) {
@@ -192,6 +202,11 @@ impl Inventory {
                 d.rec.bytes_sent += wire_len as u64;
                 d.dirty = true;
             }
+        }
+        if let Some(m) = dst_mac.filter(|m| usable_mac(*m))
+            && let Some(ip) = dst_ip.filter(|ip| self.is_local(*ip) && !ip.is_unspecified())
+        {
+            self.see_addr(m, ip, ts, "ip");
         }
         if let Some(m) = dst_mac
             && let Some(d) = self.devices.get_mut(&m)

@@ -439,6 +439,9 @@ impl Writer {
                         .and_modify(|x| {
                             x.first_seen = x.first_seen.min(a.first_seen);
                             x.last_seen = x.last_seen.max(a.last_seen);
+                            if x.source == "ip" {
+                                x.source = a.source;
+                            }
                         })
                         .or_insert_with(|| a.clone());
                 }
@@ -508,7 +511,9 @@ impl Writer {
              INSERT INTO device_addresses SELECT * FROM device_addresses_stage
                ON CONFLICT (mac, addr) DO UPDATE SET
                  first_seen = least(device_addresses.first_seen, excluded.first_seen),
-                 last_seen = greatest(device_addresses.last_seen, excluded.last_seen);
+                 last_seen = greatest(device_addresses.last_seen, excluded.last_seen),
+                 source = CASE WHEN device_addresses.source = 'ip' THEN excluded.source
+                               ELSE device_addresses.source END;
              DELETE FROM devices_stage;
              DELETE FROM device_addresses_stage;",
         )
