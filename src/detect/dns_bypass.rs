@@ -4,9 +4,10 @@
 //! - Plain DNS (port 53) from a home device to a server other than the home resolvers
 //!   (`detect.dns_servers`, else learned from DHCP). Judged only once the resolvers are
 //!   known; the resolvers' own upstream queries are not reported.
-//! - DNS over TLS: a TCP connection to port 853 of a server that is not a home resolver.
+//! - DNS over TLS (TCP 853) and DNS over QUIC (UDP 853, or 784/8853 used by early
+//!   servers) to a server that is not a home resolver, once it answered.
 //! - DNS over HTTPS: TLS to a well-known DoH server name (`doh_hosts`), or to a public
-//!   resolver's address on port 443 (`doh_addresses`).
+//!   resolver's address on port 443 (`doh_addresses`) over TCP or QUIC (HTTP/3).
 //!
 //! Severity is low: browsers (DoH) and some devices (hard-coded 8.8.8.8) do this on
 //! their own; it matters when the home relies on DNS filtering. One alert per device
@@ -113,7 +114,18 @@ impl Rule for DnsBypass {
                     _ => {}
                 }
             }
-            Event::Flow(f) if f.proto == 6 && f.resp_port == 853 => {
+            Event::Flow(f) => {
+                // DNS over TLS (TCP 853), DNS over QUIC (UDP 853, and 784/8853 that
+                // early servers such as AdGuard's used), and HTTP/3 (QUIC, UDP 443) to a
+                // well-known DoH resolver: encrypted DNS the home's resolver never sees.
+                let (kind, what) = match (f.proto, f.resp_port) {
+                    (6, 853) => ("dot", "DNS over TLS"),
+                    (17, 853 | 784 | 8853) => ("doq", "DNS over QUIC"),
+                    (17, 443) if c.doh_addresses.contains(&f.resp_addr) => {
+                        ("doh3", "DNS over HTTPS (HTTP/3)")
+                    }
+                    _ => return,
+                };
                 if !ctx.is_local(f.orig_addr)
                     || ctx.is_resolver(f.orig_addr)
                     || ctx.is_resolver(f.resp_addr)
@@ -128,18 +140,21 @@ impl Rule for DnsBypass {
                         f.first_ts,
                         "dns_bypass",
                         Severity::Low,
-                        format!("{dev} uses DNS over TLS ({})", f.resp_addr),
+                        format!("{dev} uses {what} ({})", f.resp_addr),
                     )
                     .explain(format!(
-                        "{dev} talked DNS over TLS (port 853) with {}. Its lookups are invisible to the home \
-                         network and bypass its DNS filtering (Android's \"private DNS\" does this).",
+                        "{dev} talked {what} (port {}/{}) with {}. Its lookups are invisible to the home \
+                         network and bypass its DNS filtering (Android's \"private DNS\" and browsers' \
+                         \"secure DNS\" do this).",
+                        if f.proto == 6 { "tcp" } else { "udp" },
+                        f.resp_port,
                         f.resp_addr
                     ))
                     .device(f.orig_mac)
                     .peer(f.resp_addr.to_string())
                     .mitre("T1572")
                     .flows([f.id])
-                    .evidence(json!({"server": f.resp_addr.to_string(), "kind": "dot"})),
+                    .evidence(json!({"server": f.resp_addr.to_string(), "kind": kind, "port": f.resp_port})),
                 );
             }
             _ => {}
@@ -200,6 +215,25 @@ mod tests {
         assert_eq!(kinds, ["dns", "dot", "doh", "doh"]);
         assert!(a.iter().all(|a| a.severity == Severity::Low));
         assert_eq!(a[2].peer.as_deref(), Some("mozilla.cloudflare-dns.com"));
+    }
+
+    #[test]
+    fn dns_over_quic_and_http3_to_a_public_resolver() {
+        let mut ctx = ctx();
+        let evs = [
+            dhcp_ack(T0, DEV_MAC),
+            FlowB::udp(DEV_IP, 40000, ip("94.140.14.14"), 784).ev(),
+            FlowB::udp(DEV_IP, 40001, ip("1.1.1.1"), 443).ev(),
+            // QUIC to an ordinary web server is not DNS.
+            FlowB::udp(DEV_IP, 40002, ip("93.184.216.34"), 443).ev(),
+        ];
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        let kinds: Vec<_> = a
+            .iter()
+            .map(|a| a.evidence["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["doq", "doh3"]);
+        assert_eq!(a[0].peer.as_deref(), Some("94.140.14.14"));
     }
 
     #[test]
