@@ -92,7 +92,7 @@ impl Rule for Flood {
             return;
         };
         let (src_local, dst_local) = (ctx.is_local(f.orig_addr), ctx.is_local(f.resp_addr));
-        if !(src_local || dst_local) || super::is_special(f.resp_addr) {
+        if !(src_local || dst_local) || ctx.is_special(f.resp_addr) {
             return;
         }
         let before = if f.is_final {

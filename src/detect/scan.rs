@@ -107,7 +107,7 @@ impl Rule for Scan {
         let Some(kind) = probe(f) else { return };
         let (src, dst) = (f.orig_addr, f.resp_addr);
         let (src_local, dst_local) = (ctx.is_local(src), ctx.is_local(dst));
-        if !(src_local || dst_local) || super::is_special(dst) {
+        if !(src_local || dst_local) || ctx.is_special(dst) {
             return;
         }
         let cfg = &ctx.cfg;
