@@ -229,6 +229,10 @@ pub struct FloodConfig {
     /// SYN and UDP floods must also span this many flows (many source ports or
     /// addresses): one steady stream, like a camera's video, is not a flood.
     pub min_flows: u64,
+    /// ...except a SYN flood in one flow (`hping3 -S -k`: one source port), reported
+    /// when that flow's SYNs came at least this many times faster than `syn_packets`
+    /// per `window_secs`. At least 1.
+    pub single_flow_factor: f64,
 }
 
 impl Default for FloodConfig {
@@ -240,6 +244,7 @@ impl Default for FloodConfig {
             icmp_packets: 3000,
             udp_packets: 10_000,
             min_flows: 50,
+            single_flow_factor: 10.0,
         }
     }
 }
@@ -633,6 +638,12 @@ impl DetectConfig {
                 "detect.exfiltration.factor must be at least 1".into(),
             ));
         }
+        if !(self.flood.single_flow_factor.is_finite() && self.flood.single_flow_factor >= 1.0) {
+            return Err(ConfigError(format!(
+                "detect.flood.single_flow_factor must be at least 1, got {}",
+                self.flood.single_flow_factor
+            )));
+        }
         if self.max_tracked < 100 {
             return Err(ConfigError(format!(
                 "detect.max_tracked must be at least 100, got {}",
@@ -687,6 +698,21 @@ mod tests {
                 .to_string()
                 .contains("port_scan.window_secs")
         );
+    }
+
+    #[test]
+    fn single_flow_factor_is_at_least_one() {
+        let mut c = DetectConfig::default();
+        c.flood.single_flow_factor = 1.0;
+        c.validate().unwrap();
+        c.flood.single_flow_factor = 0.5;
+        let e = c.validate().unwrap_err().0;
+        assert_eq!(
+            e,
+            "detect.flood.single_flow_factor must be at least 1, got 0.5"
+        );
+        c.flood.single_flow_factor = f64::NAN;
+        assert!(c.validate().is_err());
     }
 
     #[test]
