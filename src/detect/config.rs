@@ -460,7 +460,8 @@ impl Default for DnsBypassConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BeaconingConfig {
     pub enabled: bool,
-    /// Connections to one destination (address, port, protocol) needed...
+    /// Connections to one destination (address, port, protocol) needed (3 to 48: the
+    /// most recent 48 are kept)...
     pub min_connections: usize,
     /// ...spanning at least this long.
     pub min_span_secs: u64,
@@ -492,7 +493,8 @@ pub struct ExfiltrationConfig {
     pub enabled: bool,
     /// Length of one accounting period (upload bytes to the internet per device).
     pub bucket_secs: u64,
-    /// Periods of history a device needs before it can be judged (its baseline).
+    /// Periods of history a device needs before it can be judged (its baseline; 1 to
+    /// 168: the most recent 168 are kept).
     pub baseline_buckets: usize,
     /// A period is reported when it exceeds `factor` times the baseline's mean...
     pub factor: f64,
@@ -644,6 +646,26 @@ impl DetectConfig {
                 self.flood.single_flow_factor
             )));
         }
+        for (name, v, lo, hi) in [
+            (
+                "detect.beaconing.min_connections",
+                self.beaconing.min_connections,
+                3,
+                super::beaconing::KEEP,
+            ),
+            (
+                "detect.exfiltration.baseline_buckets",
+                self.exfiltration.baseline_buckets,
+                1,
+                super::exfiltration::HISTORY,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(ConfigError(format!(
+                    "{name} must be between {lo} and {hi} (the history kept), got {v}"
+                )));
+            }
+        }
         if self.max_tracked < 100 {
             return Err(ConfigError(format!(
                 "detect.max_tracked must be at least 100, got {}",
@@ -712,6 +734,31 @@ mod tests {
             "detect.flood.single_flow_factor must be at least 1, got 0.5"
         );
         c.flood.single_flow_factor = f64::NAN;
+        assert!(c.validate().is_err());
+    }
+
+    /// Settings beyond the history a rule keeps would silently disable it: refused,
+    /// naming the key and the range.
+    #[test]
+    fn history_lengths_are_bounded() {
+        let mut c = DetectConfig::default();
+        c.beaconing.min_connections = 48;
+        c.exfiltration.baseline_buckets = 168;
+        c.validate().unwrap();
+        c.beaconing.min_connections = 49;
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "detect.beaconing.min_connections must be between 3 and 48 (the history kept), got 49"
+        );
+        c.beaconing.min_connections = 2;
+        assert!(c.validate().is_err());
+        c.beaconing.min_connections = 24;
+        c.exfiltration.baseline_buckets = 169;
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "detect.exfiltration.baseline_buckets must be between 1 and 168 (the history kept), got 169"
+        );
+        c.exfiltration.baseline_buckets = 0;
         assert!(c.validate().is_err());
     }
 
