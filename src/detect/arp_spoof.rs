@@ -78,7 +78,7 @@ impl Rule for ArpSpoof {
     fn on_event(&mut self, ctx: &Ctx, ev: &Event, out: &mut Vec<Alert>) {
         let window = ctx.cfg.arp_spoof.conflict_window_secs as i64 * SEC;
         match ev {
-            Event::DeviceAddress(a) if a.addr.is_ipv4() && !super::is_special(a.addr) => {
+            Event::DeviceAddress(a) if a.addr.is_ipv4() && !ctx.is_special(a.addr) => {
                 let claimed = matches!(a.source, "arp" | "dhcp");
                 let list = self.claims.touch(&a.addr, a.last_seen, Vec::new);
                 match list.iter_mut().find(|c| c.mac == a.mac) {

@@ -2,9 +2,10 @@
 //! malware checks in with its command server.
 //!
 //! Connection start times are kept per device and destination (address, port,
-//! protocol). Once there are `min_connections` spanning `min_span_secs`, the intervals
-//! between consecutive starts are examined: their median is the period, and the jitter
-//! is the median absolute deviation divided by the period. A period between
+//! protocol), the latest 48 (so `min_connections` is at most 48; the configuration
+//! check refuses more). Once there are `min_connections` spanning `min_span_secs`, the
+//! intervals between consecutive starts are examined: their median is the period, and
+//! the jitter is the median absolute deviation divided by the period. A period between
 //! `min_interval_secs` and `max_interval_secs` with jitter up to `max_jitter` is a beacon.
 //!
 //! Lots of legitimate software polls too (smart plugs, weather stations, update
@@ -20,8 +21,8 @@ use super::dga::is_dga;
 use super::{Alert, Ctx, DetectConfig, Rule, SEC, Severity, Tracked, who};
 use crate::event::Event;
 
-/// Connection starts kept per destination.
-const KEEP: usize = 48;
+/// Connection starts kept per destination: the most `min_connections` can be.
+pub(crate) const KEEP: usize = 48;
 /// Destinations tracked at once (each keeps up to `KEEP` times).
 const MAX_KEYS: usize = 20_000;
 

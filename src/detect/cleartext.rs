@@ -2,13 +2,18 @@
 //!
 //! - `cleartext_credentials`: a password anyone on the path can read — HTTP Basic
 //!   authorization, FTP `USER`/`PASS`, POP3 `USER`/`PASS` or `AUTH PLAIN`, IMAP `LOGIN`,
-//!   a telnet login (see `proto/login.rs`; the password itself is never kept). To an
-//!   internet server → high; on the home network → low (a router's or NAS's admin page).
-//!   Anonymous FTP is not a secret and is skipped unless `anonymous_ftp` is set.
-//! - `insecure_protocol`: telnet sessions (low on the home network, medium to the
+//!   a telnet login (see `proto/login.rs`; the password itself is never kept). Across
+//!   the internet (a device logging in to an internet server, or an internet client
+//!   logging in to a home device) → high; on the home network → low (a router's or
+//!   NAS's admin page). Anonymous FTP is not a secret and is skipped unless
+//!   `anonymous_ftp` is set.
+//! - `insecure_protocol`: telnet sessions (low on the home network, medium with the
 //!   internet), SMBv1 negotiated (medium: the protocol of WannaCry), and TLS below 1.2
 //!   (low; SSL 2/3 medium) — negotiated, or offered at most by a client when the
 //!   server's answer was not seen.
+//!
+//! The alert's device is the home device of the session (the client if local, else
+//! the server); its peer is the other side, whichever of the two started it.
 
 use serde_json::json;
 
@@ -44,15 +49,49 @@ impl Cleartext {
     }
 }
 
-/// The local device of a connection (the client if local, else the server) and
-/// whether the other side is on the internet.
-fn parties(ctx: &Ctx, m: &MetaRecord) -> (Option<[u8; 6]>, String, bool) {
+/// Who is who in a session with a home device: the device (the client if local, else
+/// the server), the other side (the alert's peer), and the texts naming each.
+struct Parties {
+    device: Option<[u8; 6]>,
+    /// The device, with its MAC.
+    dev: String,
+    /// The remote side of the session: the server for a device's own session, the
+    /// client when someone connected to the device.
+    peer: std::net::IpAddr,
+    /// The client and the server, the device among them with its MAC.
+    client: String,
+    server: String,
+    /// The peer is on the internet.
+    internet: bool,
+    /// Where the other side is, for explanations.
+    where_: &'static str,
+    /// The device started the session.
+    outbound: bool,
+}
+
+fn parties(ctx: &Ctx, m: &MetaRecord) -> Parties {
     let s = ctx.sides_of(m.orig_addr, m.orig_mac, m.resp_addr, m.resp_mac);
-    (
-        s.device,
-        who(s.device_ip, s.device),
-        ctx.is_public(s.peer_ip),
-    )
+    let dev = who(s.device_ip, s.device);
+    let internet = ctx.is_public(s.peer_ip);
+    let (client, server) = if s.outbound {
+        (dev.clone(), s.peer_ip.to_string())
+    } else {
+        (s.peer_ip.to_string(), dev.clone())
+    };
+    Parties {
+        device: s.device,
+        dev,
+        peer: s.peer_ip,
+        client,
+        server,
+        internet,
+        where_: match (internet, s.outbound) {
+            (true, true) => "on the internet",
+            (true, false) => "from the internet",
+            (false, _) => "on the home network",
+        },
+        outbound: s.outbound,
+    }
 }
 
 fn protocol_name(p: &str) -> &'static str {
@@ -76,13 +115,12 @@ impl Rule for Cleartext {
         if !(ctx.is_local(m.orig_addr) || ctx.is_local(m.resp_addr)) {
             return;
         }
-        let (device, dev, internet) = parties(ctx, m);
-        let server = m.resp_addr;
-        let where_ = if internet {
-            "on the internet"
-        } else {
-            "on the home network"
-        };
+        let p = parties(ctx, m);
+        let (device, internet, where_) = (p.device, p.internet, p.where_);
+        let (dev, client) = (&p.dev, &p.client);
+        let server_ip = m.resp_addr;
+        let server = &p.server;
+        let peer = p.peer.to_string();
         match &m.record {
             ProtoRecord::Http(h) if self.creds => {
                 if !h
@@ -92,7 +130,7 @@ impl Rule for Cleartext {
                 {
                     return;
                 }
-                let host = h.host.clone().unwrap_or_else(|| server.to_string());
+                let host = h.host.clone().unwrap_or_else(|| server_ip.to_string());
                 let sev = if internet {
                     Severity::High
                 } else {
@@ -101,17 +139,17 @@ impl Rule for Cleartext {
                 out.push(
                     Alert::new(h.ts, "cleartext_credentials", sev, format!("Password sent in clear to {host}"))
                         .explain(format!(
-                            "{dev} logged in to {host} ({server}, {where_}) with HTTP Basic authorization over \
+                            "{client} logged in to {host} ({server}, {where_}) with HTTP Basic authorization over \
                              plain HTTP{}. Anyone on the path can read the password. Use HTTPS, and change the \
                              password if this crossed the internet.",
                             h.auth_user.as_deref().map(|u| format!(" as \"{u}\"")).unwrap_or_default()
                         ))
                         .device(device)
-                        .peer(server.to_string())
+                        .peer(peer)
                         .mitre("T1040")
                         .flows([m.flow_id])
                         .evidence(json!({"protocol": "http", "scheme": h.auth_scheme, "user": h.auth_user,
-                                         "host": h.host, "uri": h.uri, "server": server.to_string()})),
+                                         "host": h.host, "uri": h.uri, "server": server_ip.to_string()})),
                 );
             }
             ProtoRecord::Cleartext(l) => {
@@ -129,21 +167,26 @@ impl Rule for Cleartext {
                     } else {
                         Severity::Low
                     };
+                    let title = if p.outbound {
+                        format!("{name} password sent in clear to {server_ip}")
+                    } else {
+                        format!("{name} password sent in clear to {server_ip} from {peer}")
+                    };
                     out.push(
-                        Alert::new(l.ts, "cleartext_credentials", sev, format!("{name} password sent in clear to {server}"))
+                        Alert::new(l.ts, "cleartext_credentials", sev, title)
                             .explain(format!(
-                                "{dev} logged in to {name} on {server} ({where_}){} without encryption. Anyone on the \
+                                "{client} logged in to {name} on {server} ({where_}){} without encryption. Anyone on the \
                                  path can read the password. Switch to the encrypted variant (SFTP/FTPS, POP3S, \
                                  IMAPS, SSH) and change the password{}.",
                                 l.user.as_deref().map(|u| format!(" as \"{u}\"")).unwrap_or_default(),
                                 if internet { " now" } else { "" }
                             ))
                             .device(device)
-                            .peer(server.to_string())
+                            .peer(peer.clone())
                             .mitre("T1040")
                             .flows([m.flow_id])
                             .evidence(json!({"protocol": l.protocol, "user": l.user, "accepted": l.success,
-                                             "server": server.to_string(), "port": m.resp_port})),
+                                             "server": server_ip.to_string(), "port": m.resp_port})),
                     );
                 }
                 if !self.insecure
@@ -170,13 +213,13 @@ impl Rule for Cleartext {
                     )
                 };
                 out.push(
-                    Alert::new(l.ts, "insecure_protocol", sev, format!("{name} in use between {dev} and {server}"))
-                        .explain(format!("{dev} used {name} with {server} ({where_}). {why}"))
+                    Alert::new(l.ts, "insecure_protocol", sev, format!("{name} in use between {dev} and {peer}"))
+                        .explain(format!("{client} used {name} with {server} ({where_}). {why}"))
                         .device(device)
-                        .peer(server.to_string())
+                        .peer(peer)
                         .mitre(mitre)
                         .flows([m.flow_id])
-                        .evidence(json!({"protocol": l.protocol, "server": server.to_string(), "port": m.resp_port})),
+                        .evidence(json!({"protocol": l.protocol, "server": server_ip.to_string(), "port": m.resp_port})),
                 );
             }
             ProtoRecord::Tls(t) if self.insecure && ctx.cfg.insecure_protocol.old_tls => {
@@ -206,20 +249,25 @@ impl Rule for Cleartext {
                     Severity::Low
                 };
                 let vname = tls_version_name(version);
-                let peer = t.sni.clone().unwrap_or_else(|| server.to_string());
+                let name = t.sni.clone().unwrap_or_else(|| server_ip.to_string());
+                let title = if p.outbound {
+                    format!("{vname} used with {name}")
+                } else {
+                    format!("{vname} used by {peer} with {name}")
+                };
                 out.push(
-                    Alert::new(t.ts, "insecure_protocol", sev, format!("{vname} used with {peer}"))
+                    Alert::new(t.ts, "insecure_protocol", sev, title)
                         .explain(format!(
-                            "{dev} and {peer} ({server}, {where_}) {} {vname}, which is deprecated and has known \
+                            "{client} and {name} ({server}, {where_}) {} {vname}, which is deprecated and has known \
                              weaknesses. Update the software on the {} side.",
                             if negotiated { "negotiated" } else { "offered at most" },
                             if negotiated { "outdated" } else { "client" }
                         ))
                         .device(device)
-                        .peer(server.to_string())
+                        .peer(peer)
                         .flows([m.flow_id])
                         .evidence(json!({"protocol": "tls", "version": vname, "negotiated": negotiated,
-                                         "sni": t.sni, "server": server.to_string()})),
+                                         "sni": t.sni, "server": server_ip.to_string()})),
                 );
             }
             _ => {}
@@ -323,6 +371,52 @@ mod tests {
                 ("insecure_protocol", Severity::Low),
                 ("insecure_protocol", Severity::Medium),
             ]
+        );
+    }
+
+    /// A client on the internet logging in to a home device's telnet server: the peer
+    /// is the client, not the device itself.
+    #[test]
+    fn inbound_telnet_names_the_internet_client_as_peer() {
+        let mut ctx = ctx();
+        let evs = [cleartext(
+            T0,
+            WAN_IP,
+            DEV_IP,
+            23,
+            "telnet",
+            true,
+            Some("root"),
+            Some(true),
+        )];
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        let got: Vec<_> = a.iter().map(|a| (a.rule, a.severity)).collect();
+        assert_eq!(
+            got,
+            [
+                ("cleartext_credentials", Severity::High),
+                ("insecure_protocol", Severity::Medium),
+            ]
+        );
+        for x in &a {
+            assert_eq!(x.device_mac, Some(DEV_MAC));
+            assert_eq!(x.peer.as_deref(), Some("93.184.216.34"), "{x:?}");
+            assert_eq!(x.evidence["server"], "192.168.1.10");
+        }
+        assert_eq!(
+            a[0].title,
+            "telnet password sent in clear to 192.168.1.10 from 93.184.216.34"
+        );
+        assert_eq!(
+            a[1].title,
+            "telnet in use between 192.168.1.10 (b8:27:eb:11:22:33) and 93.184.216.34"
+        );
+        assert!(
+            a[1].explanation.starts_with(
+                "93.184.216.34 used telnet with 192.168.1.10 (b8:27:eb:11:22:33) (from the internet)"
+            ),
+            "{}",
+            a[1].explanation
         );
     }
 

@@ -229,6 +229,10 @@ pub struct FloodConfig {
     /// SYN and UDP floods must also span this many flows (many source ports or
     /// addresses): one steady stream, like a camera's video, is not a flood.
     pub min_flows: u64,
+    /// ...except a SYN flood in one flow (`hping3 -S -k`: one source port), reported
+    /// when that flow's SYNs came at least this many times faster than `syn_packets`
+    /// per `window_secs`. At least 1.
+    pub single_flow_factor: f64,
 }
 
 impl Default for FloodConfig {
@@ -240,6 +244,7 @@ impl Default for FloodConfig {
             icmp_packets: 3000,
             udp_packets: 10_000,
             min_flows: 50,
+            single_flow_factor: 10.0,
         }
     }
 }
@@ -455,7 +460,8 @@ impl Default for DnsBypassConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BeaconingConfig {
     pub enabled: bool,
-    /// Connections to one destination (address, port, protocol) needed...
+    /// Connections to one destination (address, port, protocol) needed (3 to 48: the
+    /// most recent 48 are kept)...
     pub min_connections: usize,
     /// ...spanning at least this long.
     pub min_span_secs: u64,
@@ -487,7 +493,8 @@ pub struct ExfiltrationConfig {
     pub enabled: bool,
     /// Length of one accounting period (upload bytes to the internet per device).
     pub bucket_secs: u64,
-    /// Periods of history a device needs before it can be judged (its baseline).
+    /// Periods of history a device needs before it can be judged (its baseline; 1 to
+    /// 168: the most recent 168 are kept).
     pub baseline_buckets: usize,
     /// A period is reported when it exceeds `factor` times the baseline's mean...
     pub factor: f64,
@@ -633,6 +640,32 @@ impl DetectConfig {
                 "detect.exfiltration.factor must be at least 1".into(),
             ));
         }
+        if !(self.flood.single_flow_factor.is_finite() && self.flood.single_flow_factor >= 1.0) {
+            return Err(ConfigError(format!(
+                "detect.flood.single_flow_factor must be at least 1, got {}",
+                self.flood.single_flow_factor
+            )));
+        }
+        for (name, v, lo, hi) in [
+            (
+                "detect.beaconing.min_connections",
+                self.beaconing.min_connections,
+                3,
+                super::beaconing::KEEP,
+            ),
+            (
+                "detect.exfiltration.baseline_buckets",
+                self.exfiltration.baseline_buckets,
+                1,
+                super::exfiltration::HISTORY,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(ConfigError(format!(
+                    "{name} must be between {lo} and {hi} (the history kept), got {v}"
+                )));
+            }
+        }
         if self.max_tracked < 100 {
             return Err(ConfigError(format!(
                 "detect.max_tracked must be at least 100, got {}",
@@ -687,6 +720,46 @@ mod tests {
                 .to_string()
                 .contains("port_scan.window_secs")
         );
+    }
+
+    #[test]
+    fn single_flow_factor_is_at_least_one() {
+        let mut c = DetectConfig::default();
+        c.flood.single_flow_factor = 1.0;
+        c.validate().unwrap();
+        c.flood.single_flow_factor = 0.5;
+        let e = c.validate().unwrap_err().0;
+        assert_eq!(
+            e,
+            "detect.flood.single_flow_factor must be at least 1, got 0.5"
+        );
+        c.flood.single_flow_factor = f64::NAN;
+        assert!(c.validate().is_err());
+    }
+
+    /// Settings beyond the history a rule keeps would silently disable it: refused,
+    /// naming the key and the range.
+    #[test]
+    fn history_lengths_are_bounded() {
+        let mut c = DetectConfig::default();
+        c.beaconing.min_connections = 48;
+        c.exfiltration.baseline_buckets = 168;
+        c.validate().unwrap();
+        c.beaconing.min_connections = 49;
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "detect.beaconing.min_connections must be between 3 and 48 (the history kept), got 49"
+        );
+        c.beaconing.min_connections = 2;
+        assert!(c.validate().is_err());
+        c.beaconing.min_connections = 24;
+        c.exfiltration.baseline_buckets = 169;
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "detect.exfiltration.baseline_buckets must be between 1 and 168 (the history kept), got 169"
+        );
+        c.exfiltration.baseline_buckets = 0;
+        assert!(c.validate().is_err());
     }
 
     #[test]

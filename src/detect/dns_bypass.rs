@@ -65,7 +65,7 @@ impl Rule for DnsBypass {
                     ProtoRecord::Dns(d) if m.resp_port == 53 => {
                         if !ctx.resolvers_known()
                             || ctx.is_resolver(server)
-                            || super::is_special(server)
+                            || ctx.is_special(server)
                             || !self.first(m.orig_addr, server, d.ts)
                         {
                             return;

@@ -3,7 +3,8 @@
 //! Bytes a home device sends to internet addresses are summed per period of
 //! `bucket_secs` (a long flow's updates carry running totals; only the increase is
 //! counted, in the period of the update). A device needs `baseline_buckets` periods of
-//! history before it is judged. A period is reported (medium) when it exceeds all of:
+//! history before it is judged; the latest 168 are kept (a week of hours), so
+//! `baseline_buckets` is at most 168 (the configuration check refuses more). A period is reported (medium) when it exceeds all of:
 //! `factor` × the baseline mean, the mean + `sigmas` standard deviations, and
 //! `min_bytes`. The peer is the destination that received the most in the period.
 //!
@@ -18,8 +19,9 @@ use serde_json::json;
 use super::{Alert, Ctx, DetectConfig, Rule, SEC, Severity, Tracked, who};
 use crate::event::Event;
 
-/// Periods of history kept per device (a week of hours).
-const HISTORY: usize = 168;
+/// Periods of history kept per device (a week of hours): the most `baseline_buckets`
+/// can be.
+pub(crate) const HISTORY: usize = 168;
 const MAX_DESTS: usize = 256;
 
 type Key = (Option<[u8; 6]>, Option<IpAddr>);

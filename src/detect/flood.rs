@@ -1,17 +1,25 @@
 //! `flood`: SYN, ICMP echo and UDP floods towards one target, from flow records.
 //!
 //! Packets are counted per target address in a window of `detect.flood.window_secs`
-//! (a long flow's active-timeout updates carry running totals; only the increase is
-//! counted):
-//! - SYN: SYNs in connections that never carried data (half-open, rejected);
+//! that starts with the first packets counted:
+//! - SYN: SYNs in connections that never carried data (half-open, rejected; flow
+//!   records count SYNs up to 255, beyond which the originator's packets without ACK,
+//!   RST or FIN are counted);
 //! - ICMP: echo requests;
 //! - UDP: packets of flows the target answered at most once per 20 packets.
 //!
+//! A long flow's active-timeout updates carry running totals: only the increase is
+//! counted, as sent between the previous update and this one. An increase spread over
+//! longer than the window counts at its rate, as the packets that fell in one window
+//! (a ping a second for an hour is 60 per minute, never a flood).
+//!
 //! SYN and UDP floods must also span `min_flows` flows (many source ports or spoofed
 //! addresses): a single steady stream, like a camera sending video to a recorder, is
-//! not a flood. Multicast and broadcast targets (IPTV, discovery) are ignored.
-//! Severity is high: a home device flooding someone is probably part of a botnet, and
-//! a flood reaching a home device is an attack on it.
+//! not a flood. The exception is SYNs: one flow whose SYNs (no data either way) came
+//! `single_flow_factor` times faster than the SYN threshold's rate is a flood from a
+//! fixed source port (`hping3 -S -k`). Multicast and broadcast targets (IPTV,
+//! discovery) are ignored. Severity is high: a home device flooding someone is
+//! probably part of a botnet, and a flood reaching a home device is an attack on it.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -20,7 +28,7 @@ use serde_json::json;
 
 use super::{Alert, Ctx, DetectConfig, Rule, SEC, Severity, Tracked, who};
 use crate::event::Event;
-use crate::flow::FlowRecord;
+use crate::flow::{DirSummary, FlowRecord};
 
 const MAX_SOURCES: usize = 64;
 
@@ -44,7 +52,13 @@ impl Kind {
 #[derive(Default)]
 struct Target {
     start: i64,
+    /// Packets counted, as reported.
     pkts: [u64; 3],
+    /// Packets that fell within one window (increases spread over longer than the
+    /// window scaled down to it): what the thresholds are compared with.
+    in_window: [f64; 3],
+    /// A single flow was fast enough to be a flood on its own.
+    fast_flow: [bool; 3],
     flows: [u64; 3],
     sources: HashSet<IpAddr>,
     more_sources: bool,
@@ -56,14 +70,27 @@ struct Target {
 
 pub struct Flood {
     targets: Tracked<IpAddr, Target>,
-    /// Packets already counted of flows still running (from their updates).
-    counted: Tracked<u64, u64>,
+    /// Flows still running: packets already counted (from their updates) and the
+    /// time of the update that counted them.
+    counted: Tracked<u64, (u64, i64)>,
+}
+
+/// SYNs the originator sent. Flow records count SYNs up to 255 (more is anomalous
+/// either way); beyond, its packets without ACK, RST or FIN are taken as SYNs.
+fn syns(d: &DirSummary) -> u64 {
+    let syn = d.syn as u64;
+    if syn < u8::MAX as u64 {
+        return syn;
+    }
+    d.pkts
+        .saturating_sub(d.ack as u64 + d.rst as u64 + d.fin as u64)
+        .max(syn)
 }
 
 fn classify(f: &FlowRecord) -> Option<(Kind, u64)> {
     match f.proto {
         6 if f.orig.payload_bytes == 0 && f.resp.payload_bytes == 0 && f.orig.syn > 0 => {
-            Some((Kind::Syn, f.orig.syn as u64))
+            Some((Kind::Syn, syns(&f.orig)))
         }
         1 if f.orig_port == 8 => Some((Kind::Icmp, f.orig.pkts)),
         58 if f.orig_port == 128 => Some((Kind::Icmp, f.orig.pkts)),
@@ -92,29 +119,49 @@ impl Rule for Flood {
             return;
         };
         let (src_local, dst_local) = (ctx.is_local(f.orig_addr), ctx.is_local(f.resp_addr));
-        if !(src_local || dst_local) || super::is_special(f.resp_addr) {
+        if !(src_local || dst_local) || ctx.is_special(f.resp_addr) {
             return;
         }
-        let before = if f.is_final {
+        let prev = if f.is_final {
             self.counted.remove(&f.id)
         } else {
             let prev = self.counted.get(&f.id).copied();
-            *self.counted.touch(&f.id, f.last_ts, || 0) = total;
+            *self.counted.touch(&f.id, f.last_ts, || (0, 0)) = (total, f.last_ts);
             prev
         };
-        let pkts = total.saturating_sub(before.unwrap_or(0));
-        let new_flow = before.is_none();
+        let new_flow = prev.is_none();
+        let (before, since) = prev.unwrap_or((0, f.first_ts));
+        let pkts = total.saturating_sub(before);
+        // These packets were sent between `since` and the flow's last packet.
+        let since = since.max(f.first_ts).min(f.last_ts);
+        let span = f.last_ts.saturating_sub(since).max(0);
         let c = &ctx.cfg.flood;
         let window = c.window_secs as i64 * SEC;
+        let in_window = if span > window {
+            pkts as f64 * window as f64 / span as f64
+        } else {
+            pkts as f64
+        };
+        let (limit, need_flows) = match kind {
+            Kind::Syn => (c.syn_packets, c.min_flows),
+            Kind::Icmp => (c.icmp_packets, 1),
+            Kind::Udp => (c.udp_packets, c.min_flows),
+        };
+        // Packets per second of this flow since its previous record (at least 1 s).
+        let rate = pkts as f64 * SEC as f64 / span.max(SEC) as f64;
+        let fast = kind == Kind::Syn
+            && rate >= c.single_flow_factor * limit as f64 / c.window_secs.max(1) as f64;
         let t = self.targets.touch(&f.resp_addr, f.last_ts, Target::default);
-        if t.pkts == [0; 3] || f.first_ts >= t.start + window || f.last_ts < t.start {
+        if t.pkts == [0; 3] || since >= t.start.saturating_add(window) || f.last_ts < t.start {
             *t = Target {
-                start: f.first_ts,
+                start: since,
                 ..Default::default()
             };
         }
         let k = kind as usize;
         t.pkts[k] += pkts;
+        t.in_window[k] += in_window;
+        t.fast_flow[k] |= fast && pkts > 0;
         t.flows[k] += new_flow as u64;
         if t.sources.len() < MAX_SOURCES {
             t.sources.insert(f.orig_addr);
@@ -130,12 +177,10 @@ impl Rule for Flood {
         if t.sample.len() < super::alert::MAX_ALERT_FLOWS {
             t.sample.push(f.id);
         }
-        let (limit, need_flows) = match kind {
-            Kind::Syn => (c.syn_packets, c.min_flows),
-            Kind::Icmp => (c.icmp_packets, 1),
-            Kind::Udp => (c.udp_packets, c.min_flows),
-        };
-        if t.alerted[k] || t.pkts[k] < limit || t.flows[k] < need_flows {
+        if t.alerted[k]
+            || t.in_window[k] < limit as f64
+            || (t.flows[k] < need_flows && !t.fast_flow[k])
+        {
             return;
         }
         t.alerted[k] = true;
@@ -164,10 +209,11 @@ impl Rule for Flood {
         out.push(
             Alert::new(f.first_ts, "flood", Severity::High, format!("{} flood against {target}", kind.name()))
                 .explain(format!(
-                    "{from} sent {} {} packets to {target} in about {secs:.0} s over {} flows. {}",
+                    "{from} sent {} {} packets to {target} in about {secs:.0} s over {} flow{}. {}",
                     t.pkts[k],
                     kind.name(),
                     t.flows[k],
+                    if t.flows[k] == 1 { "" } else { "s" },
                     if src_local && !dst_local {
                         "A home device flooding an internet host is usually part of a botnet: disconnect it and check it."
                     } else {
@@ -240,6 +286,59 @@ mod tests {
         assert_eq!(a[0].evidence["packets"], 3100);
         assert_eq!(a[0].device_mac, Some(DEV_MAC));
         assert_eq!(a[0].peer.as_deref(), Some("93.184.216.34"));
+    }
+
+    /// A ping a second for 55 minutes: 3300 echo requests, more than `icmp_packets`,
+    /// but 60 a minute. Neither as active-timeout updates nor as one record.
+    #[test]
+    fn slow_steady_ping_in_a_long_flow_is_quiet() {
+        let mut ctx = ctx();
+        let dst = ip("9.9.9.9");
+        let f = FlowB::ping(DEV_IP, dst);
+        let mut evs: Vec<_> = (1..=11i64)
+            .map(|i| {
+                let n = (i * 300).min(3300) as u64;
+                let u = f
+                    .clone()
+                    .dur(i * 300 * SEC)
+                    .orig(n, n * 98, 0)
+                    .resp(n, n * 98, 0);
+                if i < 11 { u.update() } else { u }.ev()
+            })
+            .collect();
+        evs.push(
+            FlowB::ping(DEV_IP, dst)
+                .at(T0 + 3400 * SEC)
+                .dur(3300 * SEC)
+                .orig(3300, 323_400, 0)
+                .resp(3300, 323_400, 0)
+                .ev(),
+        );
+        assert!(run_rule(&mut rule(), &mut ctx, &evs).is_empty());
+    }
+
+    /// `hping3 -S -k`: 20,000 SYNs at 5,000/s from one source port, one flow.
+    #[test]
+    fn syn_flood_in_one_flow_is_reported_a_slow_one_is_not() {
+        let one = |n: u64, secs: i64| {
+            let mut f = FlowB::tcp(ATT_IP, 5555, DEV_IP, 22)
+                .s0()
+                .orig(n, n * 60, 0)
+                .dur(secs * SEC);
+            f.0.orig.syn = n.min(255) as u32; // flow records saturate there
+            f.ev()
+        };
+        let mut ctx = ctx();
+        let a = run_rule(&mut rule(), &mut ctx, &[one(20_000, 4)]);
+        assert_eq!(ids(&a), ["flood"]);
+        assert_eq!(a[0].evidence["flows"], 1);
+        assert_eq!(a[0].evidence["packets"], 20_000);
+        // A home device flooding: it is the device concerned.
+        assert_eq!(a[0].device_mac, Some(ATT_MAC));
+        assert_eq!(a[0].peer.as_deref(), Some("192.168.1.10"));
+        // 3000 SYNs in a minute from one port: 50/s, far from 10 × the threshold rate.
+        let mut ctx = super::super::testutil::ctx();
+        assert!(run_rule(&mut rule(), &mut ctx, &[one(3000, 60)]).is_empty());
     }
 
     #[test]

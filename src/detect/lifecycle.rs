@@ -14,10 +14,12 @@
 //! **States.** `active` (new), `acknowledged` (seen by someone, still open),
 //! `dismissed` (not a problem), `resolved` (over: set by hand, or automatically after
 //! `detect.resolve_after_secs` without a repeat). A repeat of an acknowledged or
-//! dismissed alert within the window bumps its count and keeps its state — it is
-//! never reopened, so dismissing noise stays effective; a repeat of a resolved alert,
-//! or any repeat after the window, opens a new `active` alert. Any state may be set
-//! from any other.
+//! dismissed alert within the window bumps its count and keeps its state, so
+//! dismissing noise stays effective — unless the repeat is more severe than the
+//! stored alert: then the alert becomes `active` again with the higher severity (a
+//! critical "password guessed" must not hide behind a dismissed brute-force alert).
+//! A repeat of a resolved alert, or any repeat after the window, opens a new `active`
+//! alert. Any state may be set from any other.
 //!
 //! **`new_device`** is once per device: a second one for the same MAC is never opened,
 //! whatever the window or state.
@@ -295,6 +297,7 @@ const BUMP_SQL: &str = "UPDATE alerts SET ts = least(alerts.ts, b.ts), \
      last_ts = greatest(alerts.last_ts, b.last_ts), \
      evidence = CASE WHEN b.ts < alerts.ts THEN b.evidence::JSON ELSE alerts.evidence END, \
      count = alerts.count + b.n, flow_ids = b.flow_ids::BIGINT[], severity = b.severity, \
+     state = CASE WHEN b.raise THEN 'active' ELSE alerts.state END, \
      title = CASE WHEN b.raise THEN b.title ELSE alerts.title END, \
      explanation = CASE WHEN b.raise THEN b.explanation ELSE alerts.explanation END \
      FROM temp.main.lc_bump b WHERE alerts.id = b.id";
@@ -517,7 +520,8 @@ impl Lifecycle {
                     id: e.id,
                     new: false,
                     count: e.count + n,
-                    state: e.state,
+                    // More severe than what was acknowledged or dismissed: open again.
+                    state: if raise { AlertState::Active } else { e.state },
                     alert,
                 }));
             }
@@ -783,7 +787,8 @@ pub fn acknowledge(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
     set_state(conn, id, AlertState::Acknowledged)
 }
 
-/// Marks an alert as not a problem; repeats within the dedup window do not reopen it.
+/// Marks an alert as not a problem; repeats within the dedup window do not reopen it
+/// unless they are more severe.
 pub fn dismiss(conn: &Connection, id: i64) -> Result<(), LifecycleError> {
     set_state(conn, id, AlertState::Dismissed)
 }
@@ -1153,6 +1158,44 @@ mod tests {
         assert!(dismiss(&conn, 12345).is_err());
         reopen(&conn, a).unwrap();
         assert_eq!(row(&store, a).0, "active");
+    }
+
+    /// A dismissed or acknowledged alert repeated with a higher severity is active
+    /// again: a critical "password guessed" is not hidden by a dismissed brute force.
+    #[test]
+    fn a_more_severe_repeat_reopens_a_dismissed_or_acknowledged_alert() {
+        let (store, mut lc) = setup();
+        let conn = store.connection().unwrap();
+        let a = lc.persist(&[alert(T0, "brute_force", Severity::High, "p", 1)])[0].id;
+        dismiss(&conn, a).unwrap();
+        // Same severity: stays dismissed.
+        let s = lc.persist(&[alert(T0 + SEC, "brute_force", Severity::High, "p", 2)]);
+        assert_eq!((s[0].id, s[0].state), (a, AlertState::Dismissed));
+        assert_eq!(row(&store, a).0, "dismissed");
+        // More severe: active again, with the new severity and title.
+        let s = lc.persist(&[alert(
+            T0 + 2 * SEC,
+            "brute_force",
+            Severity::Critical,
+            "p",
+            3,
+        )]);
+        assert_eq!(
+            (s[0].id, s[0].new, s[0].state),
+            (a, false, AlertState::Active)
+        );
+        let r = row(&store, a);
+        assert_eq!((r.0.as_str(), r.1, r.2.as_str()), ("active", 3, "critical"));
+        let title: String = conn
+            .query_row("SELECT title FROM alerts WHERE id = ?", [a], |r| r.get(0))
+            .unwrap();
+        assert_eq!(title, "brute_force Critical");
+        // Acknowledged, then a less severe repeat: stays acknowledged.
+        acknowledge(&conn, a).unwrap();
+        let s = lc.persist(&[alert(T0 + 3 * SEC, "brute_force", Severity::High, "p", 4)]);
+        assert_eq!(s[0].state, AlertState::Acknowledged);
+        assert_eq!(row(&store, a).0, "acknowledged");
+        assert_eq!(count(&store), 1);
     }
 
     #[test]

@@ -179,6 +179,14 @@ impl Ctx {
         !self.is_local(ip) && !is_special(ip)
     }
 
+    /// [`is_special`], or an IPv4 address ending in .255 inside the local networks (a
+    /// home subnet's broadcast, most likely; the prefix of the home's subnet is not
+    /// known, local networks being whole private ranges). Internet hosts at .255 are
+    /// ordinary hosts.
+    pub fn is_special(&self, ip: IpAddr) -> bool {
+        is_special(ip) || matches!(ip, IpAddr::V4(v) if v.octets()[3] == 255 && self.is_local(ip))
+    }
+
     /// The home's resolvers: configured, else learned from DHCP.
     pub fn is_resolver(&self, ip: IpAddr) -> bool {
         if self.configured_resolvers.is_empty() {
@@ -306,7 +314,8 @@ impl Ctx {
     }
 }
 
-/// Multicast, broadcast, loopback, unspecified or link-local.
+/// Multicast, limited broadcast (255.255.255.255), loopback, unspecified or link-local.
+/// Rules use [`Ctx::is_special`], which also knows the local subnets' broadcasts.
 pub fn is_special(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v) => {
@@ -315,7 +324,6 @@ pub fn is_special(ip: IpAddr) -> bool {
                 || v.is_loopback()
                 || v.is_unspecified()
                 || v.is_link_local()
-                || v.octets()[3] == 255 // a subnet's broadcast, most likely
         }
         IpAddr::V6(v) => {
             v.is_multicast()
@@ -629,6 +637,23 @@ mod tests {
         assert!(ctx.is_public(WAN_IP));
         assert!(!ctx.is_public("239.255.255.250".parse().unwrap()));
         assert!(!ctx.is_public("192.168.1.1".parse().unwrap()));
+    }
+
+    /// x.x.x.255 is a broadcast only inside the local networks: an internet host at
+    /// .255 is an ordinary host every rule sees.
+    #[test]
+    fn dot_255_is_broadcast_only_on_the_local_networks() {
+        let ctx = ctx();
+        assert!(ctx.is_special(ip("192.168.1.255")));
+        assert!(ctx.is_special(ip("10.0.3.255")));
+        assert!(ctx.is_special(ip("255.255.255.255")));
+        assert!(ctx.is_special(ip("224.0.0.251")));
+        assert!(!ctx.is_special(ip("45.1.2.255")));
+        assert!(ctx.is_public(ip("45.1.2.255")));
+        assert!(!ctx.is_special(ip("192.168.1.10")));
+        let ctx = ctx_with(|c| c.network.local_networks = vec!["10.1.0.0/16".parse().unwrap()]);
+        assert!(!ctx.is_special(ip("192.168.1.255")));
+        assert!(ctx.is_special(ip("10.1.7.255")));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! stealth scans (NULL/FIN/Xmas: no SYN and no ACK from the originator); a UDP packet
 //! nobody answered (vertical only: unanswered UDP to many hosts is normal for P2P and
 //! blocked QUIC); an ICMP echo request (horizontal only: ping sweeps). Counted per
-//! source address in a window.
+//! source address, each kind in its own window (`port_scan.window_secs`,
+//! `host_scan.window_secs`).
 //!
 //! Severity: from the internet into the home → high; a home device sweeping internet
 //! hosts on a system port (< 1024) or a high-risk port → high (a worm or botnet
@@ -24,7 +25,7 @@ use super::{Alert, Ctx, DetectConfig, Rule, SEC, Severity, Tracked, who};
 use crate::event::Event;
 use crate::flow::FlowRecord;
 
-/// (host, service) pairs remembered per source and window.
+/// (host, service) pairs remembered per source, kind of scan and window.
 const MAX_PAIRS: usize = 8192;
 const ICMP: u32 = 1 << 16;
 
@@ -51,21 +52,59 @@ fn probe(f: &FlowRecord) -> Option<Probe> {
     }
 }
 
+/// One kind of scan's window for one source.
 #[derive(Default)]
-struct Source {
+struct Window {
     start: i64,
-    mac: Option<[u8; 6]>,
     /// host → services probed (proto << 16 | port; ICMP for pings).
     hosts: HashMap<IpAddr, HashSet<u32>>,
     pairs: usize,
-    /// Hosts probed over TCP or ICMP, and how many hosts each such service was
-    /// probed on: kept as pairs are added, so the horizontal check costs the same
-    /// whether the source has probed ten hosts or thousands (it used to walk them all
-    /// for every probe).
-    swept_hosts: HashSet<IpAddr>,
-    per_service: HashMap<u32, usize>,
     flows: Vec<u64>,
+}
+
+impl Window {
+    /// Starts a new window at `ts` when this one is empty or `ts` is more than a window
+    /// away from its start.
+    fn roll(&mut self, ts: i64, window: i64) -> bool {
+        if self.hosts.is_empty()
+            || ts >= self.start.saturating_add(window)
+            || ts < self.start.saturating_sub(window)
+        {
+            *self = Window {
+                start: ts,
+                ..Default::default()
+            };
+            return true;
+        }
+        false
+    }
+
+    /// Records a probe of `service` on `host`; true when the pair is new. Beyond
+    /// [`MAX_PAIRS`] new pairs are not kept.
+    fn add(&mut self, host: IpAddr, service: u32, flow: u64) -> bool {
+        if self.pairs >= MAX_PAIRS && !self.hosts.get(&host).is_some_and(|h| h.contains(&service)) {
+            return false;
+        }
+        let new = self.hosts.entry(host).or_default().insert(service);
+        self.pairs += new as usize;
+        if self.flows.len() < super::alert::MAX_ALERT_FLOWS {
+            self.flows.push(flow);
+        }
+        new
+    }
+}
+
+#[derive(Default)]
+struct Source {
+    mac: Option<[u8; 6]>,
+    /// `port_scan`: TCP and UDP probes.
+    vertical: Window,
     vertical_done: HashSet<IpAddr>,
+    /// `host_scan`: TCP and ICMP probes, and how many hosts each service was probed
+    /// on: kept as pairs are added, so the check costs the same whether the source
+    /// has probed ten hosts or thousands.
+    horizontal: Window,
+    per_service: HashMap<u32, usize>,
     horizontal_done: bool,
 }
 
@@ -107,18 +146,11 @@ impl Rule for Scan {
         let Some(kind) = probe(f) else { return };
         let (src, dst) = (f.orig_addr, f.resp_addr);
         let (src_local, dst_local) = (ctx.is_local(src), ctx.is_local(dst));
-        if !(src_local || dst_local) || super::is_special(dst) {
+        if !(src_local || dst_local) || ctx.is_special(dst) {
             return;
         }
         let cfg = &ctx.cfg;
-        let window = cfg.port_scan.window_secs.max(cfg.host_scan.window_secs) as i64 * SEC;
         let s = self.sources.touch(&src, f.first_ts, Source::default);
-        if s.hosts.is_empty() || f.first_ts >= s.start + window || f.first_ts < s.start - window {
-            *s = Source {
-                start: f.first_ts,
-                ..Default::default()
-            };
-        }
         if src_local && f.orig_mac.is_some() {
             s.mac = f.orig_mac;
         }
@@ -127,28 +159,37 @@ impl Rule for Scan {
         } else {
             (f.proto as u32) << 16 | f.resp_port as u32
         };
-        if s.pairs >= MAX_PAIRS && !s.hosts.get(&dst).is_some_and(|h| h.contains(&service)) {
-            return;
+        let scanner = who(src, s.mac);
+        let vertical = self.vertical && kind != Probe::Ping;
+        let horizontal = self.horizontal && kind != Probe::Udp;
+        if vertical {
+            if s.vertical
+                .roll(f.first_ts, cfg.port_scan.window_secs as i64 * SEC)
+            {
+                s.vertical_done.clear();
+            }
+            s.vertical.add(dst, service, f.id);
         }
-        if s.hosts.entry(dst).or_default().insert(service) {
-            s.pairs += 1;
-            if service == ICMP || service >> 16 == 6 {
+        if horizontal {
+            if s.horizontal
+                .roll(f.first_ts, cfg.host_scan.window_secs as i64 * SEC)
+            {
+                s.per_service.clear();
+                s.horizontal_done = false;
+            }
+            if s.horizontal.add(dst, service, f.id) {
                 *s.per_service.entry(service).or_default() += 1;
-                s.swept_hosts.insert(dst);
             }
         }
-        if s.flows.len() < super::alert::MAX_ALERT_FLOWS {
-            s.flows.push(f.id);
-        }
-        let scanner = who(src, s.mac);
 
         // Vertical: ports of this host (TCP and UDP probes).
-        if self.vertical && kind != Probe::Ping && !s.vertical_done.contains(&dst) {
-            let ports: Vec<u32> = s.hosts[&dst]
-                .iter()
-                .copied()
-                .filter(|&x| x != ICMP)
-                .collect();
+        if vertical && !s.vertical_done.contains(&dst) {
+            let ports: Vec<u32> = s
+                .vertical
+                .hosts
+                .get(&dst)
+                .map(|h| h.iter().copied().collect())
+                .unwrap_or_default();
             if ports.len() >= cfg.port_scan.min_ports {
                 s.vertical_done.insert(dst);
                 let (sev, device, peer) = if !src_local {
@@ -173,7 +214,7 @@ impl Rule for Scan {
                         .device(device)
                         .peer(peer.to_string())
                         .mitre("T1046")
-                        .flows(s.flows.iter().copied())
+                        .flows(s.vertical.flows.iter().copied())
                         .evidence(json!({
                             "scanner": src.to_string(), "target": dst.to_string(), "ports": ports.len(),
                             "sample": sample, "window_secs": cfg.port_scan.window_secs,
@@ -183,8 +224,8 @@ impl Rule for Scan {
         }
 
         // Horizontal: hosts probed over TCP or ICMP.
-        if self.horizontal && kind != Probe::Udp && !s.horizontal_done {
-            let hosts = s.swept_hosts.len();
+        if horizontal && !s.horizontal_done {
+            let hosts = s.horizontal.hosts.len();
             let per_service = &s.per_service;
             if hosts >= cfg.host_scan.min_hosts {
                 s.horizontal_done = true;
@@ -241,7 +282,7 @@ impl Rule for Scan {
                         .device(device)
                         .peer(peer)
                         .mitre(if top == ICMP { "T1018" } else { "T1046" })
-                        .flows(s.flows.iter().copied())
+                        .flows(s.horizontal.flows.iter().copied())
                         .evidence(json!({
                             "scanner": src.to_string(), "hosts": hosts, "services": services,
                             "top_service": service_text(top), "top_service_hosts": top_n,
@@ -393,6 +434,40 @@ mod tests {
         assert_eq!(ev["top_service"], "tcp/23");
         assert_eq!(ev["top_service_hosts"], min);
         assert_eq!(ev["services"], serde_json::json!(["tcp/23", "tcp/2323"]));
+    }
+
+    /// `port_scan.window_secs` and `host_scan.window_secs` each hold for their own
+    /// kind: 30 ports and 30 hosts probed 100 s apart are a scan only for the kind
+    /// whose window spans them.
+    #[test]
+    fn port_and_host_scans_keep_their_own_windows() {
+        let mut evs = Vec::new();
+        for i in 0..30u8 {
+            let t = T0 + i as i64 * 100 * SEC;
+            evs.push(
+                FlowB::tcp(ATT_IP, 40000, DEV_IP, 1000 + i as u16)
+                    .at(t)
+                    .s0()
+                    .ev(),
+            );
+            evs.push(
+                FlowB::tcp(ATT_IP, 40001, ip(&format!("192.168.1.{}", 100 + i)), 22)
+                    .at(t + 50 * SEC)
+                    .s0()
+                    .ev(),
+            );
+        }
+        let run = |port_secs: u64, host_secs: u64| {
+            let mut ctx = ctx_with(|c| {
+                c.detect.port_scan.window_secs = port_secs;
+                c.detect.host_scan.window_secs = host_secs;
+            });
+            let mut r = Scan::new(&ctx.cfg);
+            ids(&run_rule(&mut r, &mut ctx, &evs))
+        };
+        assert_eq!(run(60, 3600), ["host_scan"]);
+        assert_eq!(run(3600, 60), ["port_scan"]);
+        assert!(run(60, 60).is_empty());
     }
 
     #[test]
