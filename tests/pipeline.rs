@@ -308,9 +308,18 @@ fn malformed_packets_are_counted_by_reason() {
     p.push(T0 + 20, good[..14 + 8].to_vec()); // IPv4 header cut
     let t = tcp(CLIENT_MAC, ROUTER_MAC, C, 1, GW, 2, 0, 0, SYN, &[]);
     p.push(T0 + 30, t[..14 + 20 + 6].to_vec()); // TCP header cut
+    // Whole headers with invalid contents are "bad", not "truncated".
+    let mut bad_tcp = t.clone();
+    bad_tcp[14 + 20 + 12] = 2 << 4; // TCP data offset 2
+    p.push(T0 + 40, bad_tcp);
+    let mut bad_ip = good.clone();
+    bad_ip[14] = 0x43; // IPv4 IHL 3
+    p.push(T0 + 50, bad_ip);
     let (_d, store, sum) = analyze(&p, &Config::default());
-    assert_eq!(sum.packets, 11);
-    assert_eq!(sum.malformed, 3);
+    assert_eq!(sum.packets, 13);
+    assert_eq!(sum.malformed, 5);
+    assert_eq!(sum.malformed_by_reason.get("bad_tcp_header"), Some(&1));
+    assert_eq!(sum.malformed_by_reason.get("bad_ip_header"), Some(&1));
     assert_eq!(
         sum.malformed_by_reason.get("truncated_link_header"),
         Some(&1)

@@ -10,7 +10,8 @@ pub mod link;
 
 use std::net::IpAddr;
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice, err::Layer};
+use etherparse::err::{Layer, packet::SliceError};
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 pub use link::LinkType;
 
 /// TCP flag bits as in the TCP header's flags byte.
@@ -155,10 +156,26 @@ impl Malformed {
     }
 }
 
-fn layer_reason(layer: Layer) -> Malformed {
+/// The reason for etherparse's stop error `err` at `layer`: a length error (the bytes ran
+/// out) is a truncation, anything else is a header whose contents are invalid (an IPv4
+/// IHL below 5, an IP version other than 4 or 6, a TCP data offset below 5, ...).
+fn stop_reason(err: &SliceError, layer: Layer) -> Malformed {
+    let cut = matches!(err, SliceError::Len(_));
     match layer {
-        Layer::VlanHeader | Layer::MacsecHeader | Layer::MacsecPacket => Malformed::TruncatedVlan,
-        Layer::IpHeader | Layer::Ipv4Header | Layer::Ipv6Header => Malformed::TruncatedIp,
+        Layer::VlanHeader | Layer::MacsecHeader | Layer::MacsecPacket => {
+            if cut {
+                Malformed::TruncatedVlan
+            } else {
+                Malformed::Other
+            }
+        }
+        Layer::IpHeader | Layer::Ipv4Header | Layer::Ipv6Header => {
+            if cut {
+                Malformed::TruncatedIp
+            } else {
+                Malformed::BadIpHeader
+            }
+        }
         Layer::Ipv4Packet | Layer::Ipv6Packet => Malformed::BadIpHeader,
         Layer::IpAuthHeader
         | Layer::Ipv6ExtHeader
@@ -166,7 +183,13 @@ fn layer_reason(layer: Layer) -> Malformed {
         | Layer::Ipv6DestOptionsHeader
         | Layer::Ipv6RouteHeader
         | Layer::Ipv6FragHeader => Malformed::BadIpExtension,
-        Layer::TcpHeader => Malformed::TruncatedTcp,
+        Layer::TcpHeader => {
+            if cut {
+                Malformed::TruncatedTcp
+            } else {
+                Malformed::BadTcpHeader
+            }
+        }
         Layer::UdpHeader | Layer::UdpPayload => Malformed::TruncatedUdp,
         Layer::Icmpv4 | Layer::Icmpv6 => Malformed::TruncatedIcmp,
         Layer::Arp => Malformed::TruncatedArp,
@@ -199,8 +222,8 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<Decoded<'_>, Malformed> {
     };
     let net = match &sliced.net {
         None => {
-            if let Some((_, layer)) = &sliced.stop_err {
-                return Err(layer_reason(*layer));
+            if let Some((err, layer)) = &sliced.stop_err {
+                return Err(stop_reason(err, *layer));
             }
             let et = sliced
                 .link
@@ -320,8 +343,8 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<Decoded<'_>, Malformed> {
                         payload_len: declared_after(i.slice()).saturating_sub(8),
                     },
                     Some(TransportSlice::Igmp(_)) | None => {
-                        if let Some((_, layer)) = &sliced.stop_err {
-                            return Err(layer_reason(*layer));
+                        if let Some((err, layer)) = &sliced.stop_err {
+                            return Err(stop_reason(err, *layer));
                         }
                         L4::None
                     }
@@ -415,6 +438,40 @@ mod tests {
         assert!(reasons.contains(&Malformed::TruncatedLink));
         assert!(reasons.contains(&Malformed::TruncatedIp));
         assert!(reasons.contains(&Malformed::TruncatedTcp));
+    }
+
+    /// Header fields with impossible values are "bad", not "truncated": the bytes are
+    /// all there, their contents are wrong.
+    #[test]
+    fn invalid_header_values_are_bad_not_truncated() {
+        let mut f = tcp_frame(b"hello");
+        f[14 + 20 + 12] = 2 << 4; // TCP data offset 2 (< 5)
+        assert_eq!(
+            decode(LinkType::Ethernet, &f).unwrap_err(),
+            Malformed::BadTcpHeader
+        );
+        let mut f = tcp_frame(b"hello");
+        f[14] = 0x43; // IPv4 IHL 3 (< 5)
+        assert_eq!(
+            decode(LinkType::Ethernet, &f).unwrap_err(),
+            Malformed::BadIpHeader
+        );
+        let mut f = tcp_frame(b"hello");
+        f[14] = 0x55; // IP version 5 behind EtherType IPv4
+        assert_eq!(
+            decode(LinkType::Ethernet, &f).unwrap_err(),
+            Malformed::BadIpHeader
+        );
+        // The same headers cut short are truncations.
+        let f = tcp_frame(b"hello");
+        assert_eq!(
+            decode(LinkType::Ethernet, &f[..14 + 20 + 12]).unwrap_err(),
+            Malformed::TruncatedTcp
+        );
+        assert_eq!(
+            decode(LinkType::Ethernet, &f[..14 + 12]).unwrap_err(),
+            Malformed::TruncatedIp
+        );
     }
 
     #[test]
