@@ -3,7 +3,9 @@
 //!
 //! A file that is not a capture, or one that is cut short, ends that source with an
 //! error message naming the file and libpcap's reason; packets read before the damage
-//! are kept, and the next file is read.
+//! are kept, and the next file is read. A record whose wire length cannot be (below
+//! its captured length, or beyond any frame: see [`super::wire_len`]) is accounted
+//! with its captured length and counted.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -16,6 +18,16 @@ use crate::decode::LinkType;
 unsafe extern "C" {
     // libpcap's `FILE *pcap_file(pcap_t *)`: the stdio stream of an offline capture.
     fn pcap_file(p: *mut std::ffi::c_void) -> *mut libc::FILE;
+    // libpcap's `int pcap_snapshot(pcap_t *)`: the capture's snaplen.
+    fn pcap_snapshot(p: *mut std::ffi::c_void) -> libc::c_int;
+}
+
+/// The snaplen libpcap reports for an open capture (0 if it reports none).
+fn snaplen(cap: &pcap::Capture<pcap::Offline>) -> u32 {
+    // SAFETY: `as_ptr` is a live pcap_t owned by `cap` for the duration of this call;
+    // pcap_snapshot only reads it.
+    let n = unsafe { pcap_snapshot(cap.as_ptr() as *mut std::ffi::c_void) };
+    n.max(0) as u32
 }
 
 /// Position in the file being read, for progress reporting.
@@ -113,6 +125,7 @@ fn read_one(
         }
     };
     let link = LinkType::from_dlt(cap.get_datalink().0);
+    let snaplen = snaplen(&cap);
     if tx
         .send(SourceMsg::Start {
             source: source.clone(),
@@ -128,10 +141,10 @@ fn read_one(
         match cap.next_packet() {
             Ok(p) => {
                 let ts = timeval_us(&p.header.ts);
-                batch.push(ts, p.header.len, p.data);
+                let len = batch.push_record(ts, p.header.len, p.data, snaplen);
                 stats.packets += 1;
-                stats.bytes += p.header.len as u64;
-                batch_bytes += p.header.len as u64;
+                stats.bytes += len as u64;
+                batch_bytes += len as u64;
                 if batch.is_full() {
                     progress
                         .packets

@@ -40,6 +40,7 @@ pub struct LiveSource {
     iface: String,
     cap: pcap::Capture<pcap::Active>,
     link: LinkType,
+    snaplen: u32,
 }
 
 /// Waits up to `ms` milliseconds for the capture's descriptor to become readable.
@@ -92,7 +93,12 @@ impl LiveSource {
                 })?;
         }
         let link = LinkType::from_dlt(cap.get_datalink().0);
-        Ok(LiveSource { iface, cap, link })
+        Ok(LiveSource {
+            iface,
+            cap,
+            link,
+            snaplen: cfg.snaplen.max(0) as u32,
+        })
     }
 
     pub fn interface(&self) -> &str {
@@ -109,6 +115,7 @@ impl LiveSource {
     ) {
         let source = format!("live:{}", self.iface);
         let link = self.link;
+        let snaplen = self.snaplen;
         let mut stats = SourceStats::default();
         if tx
             .send(SourceMsg::Start {
@@ -130,10 +137,11 @@ impl LiveSource {
             let mut timed_out = false;
             match self.cap.next_packet() {
                 Ok(p) => {
-                    batch.push(timeval_us(&p.header.ts), p.header.len, p.data);
+                    let ts = timeval_us(&p.header.ts);
+                    let len = batch.push_record(ts, p.header.len, p.data, snaplen);
                     stats.packets += 1;
-                    stats.bytes += p.header.len as u64;
-                    batch_bytes += p.header.len as u64;
+                    stats.bytes += len as u64;
+                    batch_bytes += len as u64;
                 }
                 Err(pcap::Error::TimeoutExpired) => {
                     wait_readable(&self.cap, 100);
