@@ -334,6 +334,175 @@ fn malformed_packets_are_counted_by_reason() {
     assert!(reasons.contains("\"truncated_tcp_header\":1"), "{reasons}");
 }
 
+/// Length fields are believed only as far as the wire length allows: a UDP length or
+/// IPv4 total length beyond the frame, or a capture record claiming an impossible wire
+/// length, is counted as malformed and the packet accounted with the capped length.
+#[test]
+fn header_lengths_are_capped_at_the_wire_length() {
+    let mut p = Pcap::default();
+    // 0: 46-byte frame (14 + 20 + 8 + 4) whose UDP length claims 60,000.
+    let mut f = udp(CLIENT_MAC, ROUTER_MAC, C, 1000, GW, 2000, b"abcd");
+    f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&60_000u16.to_be_bytes());
+    p.push(T0, f);
+    // 1: 58-byte frame (14 + 20 + 20 + 4) whose IPv4 total length claims 60,000.
+    let mut f = tcp(
+        CLIENT_MAC, ROUTER_MAC, C, 1001, S, 80, 1, 1, PSHACK, b"abcd",
+    );
+    f[16..18].copy_from_slice(&60_000u16.to_be_bytes());
+    p.push(T0 + 1, f);
+    // 2 and 3: ordinary 52-byte frames (10 bytes of payload) whose capture records
+    // claim 4,093,509,168 and 20 bytes on the wire.
+    p.push(
+        T0 + 2,
+        udp(CLIENT_MAC, ROUTER_MAC, C, 1002, GW, 2002, b"0123456789"),
+    );
+    p.push(
+        T0 + 3,
+        udp(CLIENT_MAC, ROUTER_MAC, C, 1003, GW, 2003, b"0123456789"),
+    );
+    // 4: a 43-byte frame padded to Ethernet's 60: IP says less than the wire, fine.
+    let mut f = udp(CLIENT_MAC, ROUTER_MAC, C, 1004, GW, 2004, b"x");
+    f.resize(60, 0);
+    p.push(T0 + 4, f);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.pcap");
+    p.write_claiming(&path, &[(2, 4_093_509_168), (3, 20)]);
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let sum = run_files(&Config::default(), &store, vec![path]);
+    assert_eq!(sum.packets, 5);
+    assert_eq!(sum.bytes, 46 + 58 + 52 + 52 + 60);
+    assert_eq!(sum.malformed, 4, "{:?}", sum.malformed_by_reason);
+    assert_eq!(sum.malformed_by_reason.get("bogus_length"), Some(&2));
+    assert_eq!(
+        sum.malformed_by_reason.get("bogus_capture_length"),
+        Some(&2)
+    );
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT orig_port || ' ' || orig_pkts || ' ' || orig_bytes || ' ' || orig_payload_bytes FROM flows ORDER BY orig_port"
+        ),
+        vec![
+            "1000 1 46 4",
+            "1001 1 58 4",
+            "1002 1 52 10",
+            "1003 1 52 10",
+            "1004 1 60 1"
+        ]
+    );
+    assert_eq!(
+        q1::<i64>(&store, "SELECT malformed FROM capture_stats"),
+        4,
+        "stored as counted"
+    );
+}
+
+/// IP fragments are not reassembled, but each one counts in its flow: the first (which
+/// carries the UDP header) by its ports, with the part of the DNS response it carries
+/// for the parser; the later ones through the first one's datagram id. A later
+/// fragment whose first was never seen is counted apart.
+#[test]
+fn fragmented_udp_exchange_counts_every_fragment_in_its_flow() {
+    let mut p = Pcap::default();
+    let answers: Vec<(Ipv4Addr, u32)> = (0..40).map(|i| (Ipv4Addr::new(10, 0, 0, i), 60)).collect();
+    let query = dns_message(0x1234, false, 0, "big.example", 1, &[]);
+    // 12 header + 17 question + 40 answers of 16 bytes = 669 bytes; 677 with UDP.
+    let resp = dns_message(0x1234, true, 0, "big.example", 1, &answers);
+    assert_eq!(resp.len(), 669);
+    let dgram = udp_datagram(53, 5000, &resp);
+    p.push(T0, udp(CLIENT_MAC, ROUTER_MAC, C, 5000, GW, 53, &query));
+    // Three fragments, the last two out of order: 296, 296 and 85 bytes of datagram.
+    let frag = |offset: usize, end: usize, more: bool| {
+        ipv4_fragment(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            GW,
+            C,
+            17,
+            77,
+            offset,
+            more,
+            &dgram[offset..end],
+        )
+    };
+    p.push(T0 + 1000, frag(0, 296, true));
+    p.push(T0 + 1100, frag(592, 677, false));
+    p.push(T0 + 1200, frag(296, 592, true));
+    // A later fragment of a datagram whose first fragment was never captured.
+    p.push(
+        T0 + 1300,
+        ipv4_fragment(ROUTER_MAC, CLIENT_MAC, GW, C, 17, 999, 8, false, &[0u8; 40]),
+    );
+    // The same over IPv6: the response in two fragments (fragment header of 8 bytes).
+    let (c6, r6) = (
+        "fd00::10".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        "fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+    );
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC)
+        .ipv6(c6, r6, 64)
+        .udp(5001, 53);
+    let mut q6 = Vec::new();
+    b.write(&mut q6, &query).unwrap();
+    p.push(T0 + 2000, q6);
+    let dgram6 = udp_datagram(53, 5001, &resp);
+    p.push(
+        T0 + 3000,
+        ipv6_fragment(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            r6,
+            c6,
+            17,
+            0xabcd,
+            0,
+            true,
+            &dgram6[..400],
+        ),
+    );
+    p.push(
+        T0 + 3100,
+        ipv6_fragment(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            r6,
+            c6,
+            17,
+            0xabcd,
+            400,
+            false,
+            &dgram6[400..],
+        ),
+    );
+    let (_d, store, sum) = analyze(&p, &Config::default());
+    assert_eq!(sum.packets, 8);
+    assert_eq!(sum.flows, 2);
+    assert_eq!((sum.fragments, sum.fragments_unattributed), (6, 1));
+    assert_eq!(sum.malformed, 0);
+    // Responses: IPv4 frames of 14 + 20 + 296, 14 + 20 + 296 and 14 + 20 + 85 bytes;
+    // IPv6 frames of 14 + 40 + 8 + 400 and 14 + 40 + 8 + 277. Payload: the whole
+    // DNS response each time.
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT orig_pkts || ' ' || orig_payload_bytes || ' ' || resp_pkts || ' ' || resp_bytes || ' ' || resp_payload_bytes || ' ' || conn_state || ' ' || history FROM flows ORDER BY ts"
+        ),
+        vec![
+            format!("1 {} 3 779 669 SF Dd", query.len()),
+            format!("1 {} 2 801 669 SF Dd", query.len()),
+        ]
+    );
+    assert_eq!(q1::<i64>(&store, "SELECT fragments FROM capture_stats"), 6);
+    // The parser saw the first fragment: 288 bytes of DNS, the header, the question
+    // and the first 16 answers; the IPv6 one 392 bytes, 22 answers.
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT query || ' ' || rcode || ' ' || len(answers) || ' ' || answers[1] FROM dns ORDER BY ts"
+        ),
+        vec!["big.example 0 16 10.0.0.0", "big.example 0 22 10.0.0.0"]
+    );
+}
+
 #[test]
 fn idle_timeout_splits_and_active_timeout_updates() {
     let mut cfg = Config::default();

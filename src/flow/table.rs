@@ -44,8 +44,16 @@ pub struct PacketInfo<'a> {
     pub dport: u16,
     /// (seq, flags, window) for TCP.
     pub tcp: Option<(u32, u8, u16)>,
+    /// Payload bytes this packet carried (not limited by snaplen).
     pub payload_len: u32,
+    /// Length of the message `payload` begins: `payload_len`, except for the first
+    /// fragment of a UDP datagram (the whole datagram's payload). Lets a parser tell a
+    /// message cut short from a malformed one.
+    pub msg_len: u32,
+    /// Captured payload, handed to the protocol parsers.
     pub payload: &'a [u8],
+    /// A later IP fragment (no transport header): counted in the flow, never parsed.
+    pub later_fragment: bool,
 }
 
 /// What a packet did to the table, for the inventory's counters.
@@ -397,7 +405,9 @@ impl FlowTable {
                     p.payload,
                     out_recs,
                 ),
-                None if p.proto == 17 => app.on_udp(p.ts, dir, p.payload, out_recs),
+                None if p.proto == 17 && !p.later_fragment => {
+                    app.on_udp_part(p.ts, dir, p.payload, p.msg_len as usize, out_recs)
+                }
                 None => {}
             }
             if flow.app_label == 0 {
@@ -690,7 +700,9 @@ mod tests {
             dport: 80,
             tcp: Some((i, 0x02, 1024)),
             payload_len: 0,
+            msg_len: 0,
             payload: &[],
+            later_fragment: false,
         }
     }
 
@@ -746,7 +758,9 @@ mod tests {
             dport: if reply { sport } else { dport },
             tcp: None,
             payload_len: 20,
+            msg_len: 20,
             payload: &[],
+            later_fragment: false,
         }
     }
 
