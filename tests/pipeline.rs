@@ -683,6 +683,64 @@ fn corrupt_file_is_named_and_earlier_data_kept() {
     assert_eq!(q1::<i64>(&store, "SELECT count(*) FROM runs"), 2);
 }
 
+/// The "modified" pcap format (magic a1b2cd34, 24-byte record headers: ifindex,
+/// protocol, packet type), which libpcap reads, in both byte orders.
+#[test]
+fn modified_pcap_format_is_read_in_both_byte_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = udp(CLIENT_MAC, ROUTER_MAC, C, 1234, S, 4321, b"abc");
+    let mut files = Vec::new();
+    for big in [false, true] {
+        let u32b = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let u16b = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&u32b(0xa1b2_cd34));
+        f.extend_from_slice(&u16b(2));
+        f.extend_from_slice(&u16b(4));
+        for v in [0, 0, 65535, 1] {
+            f.extend_from_slice(&u32b(v));
+        }
+        for i in 0..2u32 {
+            for v in [
+                (T0 / SEC) as u32 + i,
+                0,
+                frame.len() as u32,
+                frame.len() as u32,
+            ] {
+                f.extend_from_slice(&u32b(v));
+            }
+            f.extend_from_slice(&u32b(2)); // ifindex
+            f.extend_from_slice(&u16b(0x0800)); // protocol
+            f.extend_from_slice(&[0, 0]); // packet type, padding
+            f.extend_from_slice(&frame);
+        }
+        let p = dir.path().join(if big { "be.pcap" } else { "le.pcap" });
+        std::fs::write(&p, f).unwrap();
+        files.push(p);
+    }
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let s = run_files(&Config::default(), &store, files);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!((s.packets, s.malformed), (4, 0));
+    assert_eq!(s.bytes, 4 * frame.len() as u64);
+    assert_eq!(
+        q1::<String>(&store, "SELECT orig_port || ' ' || orig_pkts FROM flows"),
+        "1234 4"
+    );
+}
+
 #[test]
 fn linux_sll_and_raw_ip_link_types() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
-//! Capture files: pcap and pcapng, recognised by their magic bytes (libpcap reads both;
-//! the file name's extension is never consulted).
+//! Capture files: pcap (including the "modified" pcap format) and pcapng, recognised
+//! by their magic bytes (libpcap reads them all; the file name's extension is never
+//! consulted).
 //!
 //! A file that is not a capture, or one that is cut short, ends that source with an
 //! error message naming the file and libpcap's reason; packets read before the damage
@@ -44,18 +45,22 @@ fn file_pos(cap: &pcap::Capture<pcap::Offline>) -> Option<u64> {
     }
 }
 
-/// Checks that a file exists and starts with a pcap or pcapng magic number.
+/// Checks that a file exists and starts with a magic number libpcap reads: pcap (µs or
+/// ns, the "modified" variant with longer record headers too, either byte order) or
+/// pcapng.
 pub fn sniff(path: &Path) -> Result<(), String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut magic = [0u8; 4];
     f.read_exact(&mut magic)
         .map_err(|_| format!("{}: too short to be a capture file", path.display()))?;
-    const KNOWN: [[u8; 4]; 5] = [
+    const KNOWN: [[u8; 4]; 7] = [
         [0xd4, 0xc3, 0xb2, 0xa1], // pcap, little endian, µs
         [0xa1, 0xb2, 0xc3, 0xd4], // pcap, big endian, µs
         [0x4d, 0x3c, 0xb2, 0xa1], // pcap, little endian, ns
         [0xa1, 0xb2, 0x3c, 0x4d], // pcap, big endian, ns
+        [0x34, 0xcd, 0xb2, 0xa1], // "modified" pcap (Kuznetzov's patches), little endian
+        [0xa1, 0xb2, 0xcd, 0x34], // "modified" pcap, big endian
         [0x0a, 0x0d, 0x0d, 0x0a], // pcapng section header block
     ];
     if KNOWN.contains(&magic) {
