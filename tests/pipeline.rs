@@ -152,6 +152,13 @@ fn rejected_unanswered_and_midstream_connections() {
     // SYN-ACK seen first: the other side is the initiator.
     p.push(T0 + 300, tcp(s, c, S, 443, C, 40003, 9, 2, SYNACK, &[]));
     p.push(T0 + 400, tcp(c, s, C, 40003, S, 443, 2, 10, ACK, &[]));
+    // Seen mid-stream: data, then the originator resets; the responder never spoke.
+    // Zeek: OTH (RSTO needs a responder that took part, RSTOS0 a history `S...R`).
+    p.push(T0 + 500, tcp(c, s, C, 40004, S, 8443, 7, 9, PSHACK, b"x"));
+    p.push(T0 + 600, tcp(c, s, C, 40004, S, 8443, 8, 9, RST, &[]));
+    // SYN, then the originator resets: RSTOS0.
+    p.push(T0 + 700, tcp(c, s, C, 40005, S, 8080, 1, 0, SYN, &[]));
+    p.push(T0 + 800, tcp(c, s, C, 40005, S, 8080, 2, 0, RST, &[]));
     let (_d, store, _) = analyze(&p, &Config::default());
     let rows = q::<String>(
         &store,
@@ -163,6 +170,8 @@ fn rejected_unanswered_and_midstream_connections() {
             "23 REJ Sr 192.168.1.10",
             "443 OTH ^hA 192.168.1.10",
             "3389 S0 S 192.168.1.10",
+            "8080 RSTOS0 SR 192.168.1.10",
+            "8443 OTH DR 192.168.1.10",
         ]
     );
 }
@@ -620,7 +629,7 @@ fn icmp_echo_pairs_and_ipv6() {
         ),
         vec![
             format!(
-                "icmp 192.168.1.10 93.184.216.34 8 0 SF {}",
+                "icmp 192.168.1.10 93.184.216.34 8 0 OTH {}",
                 netguardian::flow::community_id::community_id(
                     1,
                     "192.168.1.10".parse().unwrap(),

@@ -87,7 +87,7 @@ struct Flow {
 const F_ORIG_IS_LO: u8 = 1;
 const F_ORIG_MAC: u8 = 2;
 const F_RESP_MAC: u8 = 4;
-const F_ORIG_SENT_SYN: u8 = 8;
+// (8 is free: "the originator sent a SYN" is read from the history now.)
 /// The parser was created and finished, or no parser applies.
 const F_APP_DONE: u8 = 16;
 /// `next_seq[side]` holds a sequence number (bit per side).
@@ -374,9 +374,6 @@ impl FlowTable {
                 *next_seq = seg_end;
                 flow.bits |= F_SEQ_INIT[me];
             }
-            if orig && flags & SYN != 0 && flags & ACK == 0 {
-                flow.bits |= F_ORIG_SENT_SYN;
-            }
             let [a, b] = &mut flow.tcp;
             let (mine, theirs) = if me == 0 { (a, b) } else { (b, a) };
             tcp::update(mine, theirs, flags, has_payload);
@@ -642,12 +639,12 @@ fn record(key: &FlowKey, f: &Flow, why: EndReason, is_final: bool) -> FlowRecord
         tcp::conn_state(
             f.tcp[0],
             f.tcp[1],
-            f.has(F_ORIG_SENT_SYN),
+            &f.history,
             f.dirs[0].payload.get(),
             f.dirs[1].payload.get(),
         )
     } else {
-        tcp::connless_state(f.dirs[0].pkts as u64, f.dirs[1].pkts as u64)
+        tcp::connless_state(key.proto, f.dirs[0].pkts as u64, f.dirs[1].pkts as u64)
     };
     FlowRecord {
         id: f.id,
