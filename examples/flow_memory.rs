@@ -49,7 +49,9 @@ fn main() {
             dport: 80,
             tcp: Some((i, 0x02, 1024)),
             payload_len: 0,
+            msg_len: 0,
             payload: &[],
+            later_fragment: false,
         };
         table.process(&p, &mut out);
         out.clear();

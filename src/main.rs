@@ -766,11 +766,11 @@ fn report(s: &RunSummary, db: &std::path::Path, json: Option<PathBuf>) -> anyhow
             format!(" ({})", reasons.join(", "))
         }
     );
-    if s.unsupported_link + s.fragments + s.non_ip_packets > 0 {
+    if s.unsupported_link + s.fragments_unattributed + s.non_ip_packets > 0 {
         say!(
-            "skipped    {} non-IP, {} IP fragments, {} unsupported link type",
+            "skipped    {} non-IP, {} IP fragments without their flow, {} unsupported link type",
             thousands(s.non_ip_packets),
-            thousands(s.fragments),
+            thousands(s.fragments_unattributed),
             thousands(s.unsupported_link)
         );
     }

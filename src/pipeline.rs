@@ -18,6 +18,7 @@ use crate::capture::{PacketBatch, SourceMsg, SourceStats};
 use crate::config::Config;
 use crate::decode::{self, L4, LinkType, Malformed, Net};
 use crate::event::Event;
+use crate::flow::frag::FragmentIndex;
 use crate::flow::key::icmp_ports;
 use crate::flow::{FlowTable, FlowTableStats, PacketInfo};
 use crate::inventory::Inventory;
@@ -109,8 +110,14 @@ pub struct CaptureStats {
     pub ip_packets: u64,
     pub arp_packets: u64,
     pub non_ip_packets: u64,
+    /// IP fragments: every fragment, attributed to a flow or not.
     pub fragments: u64,
+    /// Fragments counted in no flow: a later fragment whose first was not seen (or
+    /// was forgotten), a first one too short for its transport header. Not stored.
+    pub fragments_unattributed: u64,
     pub unsupported_link: u64,
+    /// Packets with something wrong (see [`Malformed`]), each counted once; per reason
+    /// below (a packet may have two: a corrected capture length and a header length).
     pub malformed: u64,
     pub malformed_by_reason: BTreeMap<String, u64>,
     pub flows_created: u64,
@@ -123,6 +130,7 @@ pub struct CaptureStats {
 /// The processing stage: owns the flow table and the inventory.
 pub struct Processor {
     flows: FlowTable,
+    frags: FragmentIndex,
     inventory: Inventory,
     current: CaptureStats,
     malformed: [u64; Malformed::ALL.len()],
@@ -136,6 +144,7 @@ impl Processor {
     pub fn new(cfg: &Config, first_flow_id: u64) -> Self {
         Processor {
             flows: FlowTable::new(cfg.flow.clone(), first_flow_id),
+            frags: FragmentIndex::default(),
             inventory: Inventory::new(cfg),
             current: CaptureStats::default(),
             malformed: [0; Malformed::ALL.len()],
@@ -168,7 +177,7 @@ impl Processor {
             SourceMsg::Batch(batch) => {
                 for i in 0..batch.len() {
                     let (m, data) = batch.packet(i);
-                    self.packet(batch.link, m.ts, m.wire_len, data);
+                    self.packet(batch.link, m.ts, m.wire_len, m.len_corrected, data);
                 }
                 let last = batch.meta.last().map(|m| m.ts);
                 let _ = pool.try_send(batch);
@@ -215,12 +224,21 @@ impl Processor {
         bus.publish(std::mem::take(&mut self.out));
     }
 
-    fn bad(&mut self, why: Malformed) {
-        self.current.malformed += 1;
+    /// Counts `why` for the current packet; `malformed` counts the packet once however
+    /// many reasons it has (`flagged`: it already has one).
+    fn bad(&mut self, why: Malformed, flagged: &mut bool) {
+        if !std::mem::replace(flagged, true) {
+            self.current.malformed += 1;
+        }
         self.malformed[why.index()] += 1;
     }
 
-    fn packet(&mut self, link: LinkType, ts: i64, wire_len: u32, data: &[u8]) {
+    fn packet(&mut self, link: LinkType, ts: i64, wire_len: u32, len_corrected: bool, data: &[u8]) {
+        let mut flagged = false;
+        if len_corrected {
+            // Still accounted, with the corrected (captured) length.
+            self.bad(Malformed::BogusCaptureLength, &mut flagged);
+        }
         let st = &mut self.current;
         st.packets += 1;
         st.bytes += wire_len as u64;
@@ -230,10 +248,10 @@ impl Processor {
             st.unsupported_link += 1;
             return;
         }
-        let d = match decode::decode(link, data) {
+        let d = match decode::decode(link, data, wire_len) {
             Ok(d) => d,
             Err(why) => {
-                self.bad(why);
+                self.bad(why, &mut flagged);
                 return;
             }
         };
@@ -251,6 +269,10 @@ impl Processor {
             }
             Net::Ip(ip) => {
                 self.current.ip_packets += 1;
+                if ip.bogus_length {
+                    // Still accounted below, with its lengths capped at the wire length.
+                    self.bad(Malformed::BogusLength, &mut flagged);
+                }
                 self.inventory.on_packet(
                     ts,
                     d.src_mac,
@@ -259,37 +281,67 @@ impl Processor {
                     Some(ip.dst),
                     wire_len,
                 );
-                if ip.fragment {
-                    // No reassembly: fragments are counted, not attributed to flows.
+                let (mut sport, mut dport, tcp, mut payload_len, msg_len, payload): (
+                    u16,
+                    u16,
+                    _,
+                    u32,
+                    u32,
+                    &[u8],
+                ) = match &ip.l4 {
+                    L4::Tcp(t) => (
+                        t.sport,
+                        t.dport,
+                        Some((t.seq, t.flags, t.window)),
+                        t.payload_len,
+                        t.payload_len,
+                        t.payload,
+                    ),
+                    L4::Udp {
+                        sport,
+                        dport,
+                        payload_len,
+                        msg_len,
+                        payload,
+                    } => (*sport, *dport, None, *payload_len, *msg_len, payload),
+                    L4::Icmp {
+                        v6,
+                        icmp_type,
+                        code,
+                        payload_len,
+                    } => {
+                        let (s, d, _) = icmp_ports(*v6, *icmp_type, *code);
+                        (s, d, None, *payload_len, *payload_len, &[][..])
+                    }
+                    L4::None => (0, 0, None, 0, 0, &[][..]),
+                };
+                // No reassembly. The first fragment carries the transport header and
+                // counts like any packet (parsers get the part of the payload it
+                // carries); later fragments of TCP, UDP and ICMP find their flow's
+                // ports through the first one. Fragments of protocols without ports
+                // need no lookup.
+                let mut later_fragment = false;
+                if let Some(frag) = ip.fragment {
                     self.current.fragments += 1;
-                    return;
-                }
-                let (sport, dport, tcp, payload_len, payload): (u16, u16, _, u32, &[u8]) =
-                    match &ip.l4 {
-                        L4::Tcp(t) => (
-                            t.sport,
-                            t.dport,
-                            Some((t.seq, t.flags, t.window)),
-                            t.payload_len,
-                            t.payload,
-                        ),
-                        L4::Udp {
-                            sport,
-                            dport,
-                            payload_len,
-                            payload,
-                        } => (*sport, *dport, None, *payload_len, payload),
-                        L4::Icmp {
-                            v6,
-                            icmp_type,
-                            code,
-                            payload_len,
-                        } => {
-                            let (s, d, _) = icmp_ports(*v6, *icmp_type, *code);
-                            (s, d, None, *payload_len, &[][..])
+                    if matches!(ip.proto, 1 | 6 | 17 | 58) {
+                        if !matches!(ip.l4, L4::None) {
+                            self.frags
+                                .first(ip.src, ip.dst, ip.proto, frag.id, sport, dport, ts);
+                        } else if let Some((s, d)) = (frag.offset != 0)
+                            .then(|| self.frags.later(ip.src, ip.dst, ip.proto, frag.id, ts))
+                            .flatten()
+                        {
+                            (sport, dport) = (s, d);
+                            payload_len = ip.payload_len;
+                            later_fragment = true;
+                        } else {
+                            // Its first fragment was not seen (yet), or is too short
+                            // for its transport header.
+                            self.current.fragments_unattributed += 1;
+                            return;
                         }
-                        L4::None => (0, 0, None, 0, &[][..]),
-                    };
+                    }
+                }
                 let info = PacketInfo {
                     ts,
                     wire_len,
@@ -303,7 +355,9 @@ impl Processor {
                     dport,
                     tcp,
                     payload_len,
+                    msg_len,
                     payload,
+                    later_fragment,
                 };
                 let before = self.out.len();
                 let outcome = self.flows.process(&info, &mut self.out);
@@ -332,6 +386,7 @@ impl CaptureStats {
         self.arp_packets += o.arp_packets;
         self.non_ip_packets += o.non_ip_packets;
         self.fragments += o.fragments;
+        self.fragments_unattributed += o.fragments_unattributed;
         self.unsupported_link += o.unsupported_link;
         self.malformed += o.malformed;
         for (k, v) in &o.malformed_by_reason {
@@ -379,7 +434,9 @@ pub struct RunSummary {
     pub malformed: u64,
     pub malformed_by_reason: BTreeMap<String, u64>,
     pub unsupported_link: u64,
+    /// IP fragments seen, and those attributed to no flow.
     pub fragments: u64,
+    pub fragments_unattributed: u64,
     pub non_ip_packets: u64,
     pub flows_evicted: u64,
     pub peak_active_flows: u64,
@@ -666,6 +723,7 @@ pub fn run(
         malformed_by_reason: totals.malformed_by_reason.clone(),
         unsupported_link: totals.unsupported_link,
         fragments: totals.fragments,
+        fragments_unattributed: totals.fragments_unattributed,
         non_ip_packets: totals.non_ip_packets,
         flows_evicted: table.evicted,
         peak_active_flows: table.peak_active,

@@ -198,7 +198,7 @@ urllib.request.urlopen('http://10.213.0.1:8080/live-test', timeout=5).read()
         .map(|r| r.unwrap())
         .collect();
     assert!(
-        flows.contains(&"icmp 10.213.0.2 10.213.0.1 0 SF 3 3".to_string()),
+        flows.contains(&"icmp 10.213.0.2 10.213.0.1 0 OTH 3 3".to_string()),
         "{flows:?}"
     );
     assert!(
@@ -430,5 +430,5 @@ fn unprivileged_serve(tag: &str, net: u8, via_setpriv: bool) {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(icmp, "icmp SF 3 3");
+    assert_eq!(icmp, "icmp OTH 3 3");
 }

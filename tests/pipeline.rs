@@ -152,6 +152,13 @@ fn rejected_unanswered_and_midstream_connections() {
     // SYN-ACK seen first: the other side is the initiator.
     p.push(T0 + 300, tcp(s, c, S, 443, C, 40003, 9, 2, SYNACK, &[]));
     p.push(T0 + 400, tcp(c, s, C, 40003, S, 443, 2, 10, ACK, &[]));
+    // Seen mid-stream: data, then the originator resets; the responder never spoke.
+    // Zeek: OTH (RSTO needs a responder that took part, RSTOS0 a history `S...R`).
+    p.push(T0 + 500, tcp(c, s, C, 40004, S, 8443, 7, 9, PSHACK, b"x"));
+    p.push(T0 + 600, tcp(c, s, C, 40004, S, 8443, 8, 9, RST, &[]));
+    // SYN, then the originator resets: RSTOS0.
+    p.push(T0 + 700, tcp(c, s, C, 40005, S, 8080, 1, 0, SYN, &[]));
+    p.push(T0 + 800, tcp(c, s, C, 40005, S, 8080, 2, 0, RST, &[]));
     let (_d, store, _) = analyze(&p, &Config::default());
     let rows = q::<String>(
         &store,
@@ -163,6 +170,8 @@ fn rejected_unanswered_and_midstream_connections() {
             "23 REJ Sr 192.168.1.10",
             "443 OTH ^hA 192.168.1.10",
             "3389 S0 S 192.168.1.10",
+            "8080 RSTOS0 SR 192.168.1.10",
+            "8443 OTH DR 192.168.1.10",
         ]
     );
 }
@@ -448,9 +457,18 @@ fn malformed_packets_are_counted_by_reason() {
     p.push(T0 + 20, good[..14 + 8].to_vec()); // IPv4 header cut
     let t = tcp(CLIENT_MAC, ROUTER_MAC, C, 1, GW, 2, 0, 0, SYN, &[]);
     p.push(T0 + 30, t[..14 + 20 + 6].to_vec()); // TCP header cut
+    // Whole headers with invalid contents are "bad", not "truncated".
+    let mut bad_tcp = t.clone();
+    bad_tcp[14 + 20 + 12] = 2 << 4; // TCP data offset 2
+    p.push(T0 + 40, bad_tcp);
+    let mut bad_ip = good.clone();
+    bad_ip[14] = 0x43; // IPv4 IHL 3
+    p.push(T0 + 50, bad_ip);
     let (_d, store, sum) = analyze(&p, &Config::default());
-    assert_eq!(sum.packets, 11);
-    assert_eq!(sum.malformed, 3);
+    assert_eq!(sum.packets, 13);
+    assert_eq!(sum.malformed, 5);
+    assert_eq!(sum.malformed_by_reason.get("bad_tcp_header"), Some(&1));
+    assert_eq!(sum.malformed_by_reason.get("bad_ip_header"), Some(&1));
     assert_eq!(
         sum.malformed_by_reason.get("truncated_link_header"),
         Some(&1)
@@ -463,6 +481,175 @@ fn malformed_packets_are_counted_by_reason() {
     assert_eq!(sum.flows, 1);
     let reasons = q1::<String>(&store, "SELECT malformed_by_reason FROM capture_stats");
     assert!(reasons.contains("\"truncated_tcp_header\":1"), "{reasons}");
+}
+
+/// Length fields are believed only as far as the wire length allows: a UDP length or
+/// IPv4 total length beyond the frame, or a capture record claiming an impossible wire
+/// length, is counted as malformed and the packet accounted with the capped length.
+#[test]
+fn header_lengths_are_capped_at_the_wire_length() {
+    let mut p = Pcap::default();
+    // 0: 46-byte frame (14 + 20 + 8 + 4) whose UDP length claims 60,000.
+    let mut f = udp(CLIENT_MAC, ROUTER_MAC, C, 1000, GW, 2000, b"abcd");
+    f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&60_000u16.to_be_bytes());
+    p.push(T0, f);
+    // 1: 58-byte frame (14 + 20 + 20 + 4) whose IPv4 total length claims 60,000.
+    let mut f = tcp(
+        CLIENT_MAC, ROUTER_MAC, C, 1001, S, 80, 1, 1, PSHACK, b"abcd",
+    );
+    f[16..18].copy_from_slice(&60_000u16.to_be_bytes());
+    p.push(T0 + 1, f);
+    // 2 and 3: ordinary 52-byte frames (10 bytes of payload) whose capture records
+    // claim 4,093,509,168 and 20 bytes on the wire.
+    p.push(
+        T0 + 2,
+        udp(CLIENT_MAC, ROUTER_MAC, C, 1002, GW, 2002, b"0123456789"),
+    );
+    p.push(
+        T0 + 3,
+        udp(CLIENT_MAC, ROUTER_MAC, C, 1003, GW, 2003, b"0123456789"),
+    );
+    // 4: a 43-byte frame padded to Ethernet's 60: IP says less than the wire, fine.
+    let mut f = udp(CLIENT_MAC, ROUTER_MAC, C, 1004, GW, 2004, b"x");
+    f.resize(60, 0);
+    p.push(T0 + 4, f);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.pcap");
+    p.write_claiming(&path, &[(2, 4_093_509_168), (3, 20)]);
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let sum = run_files(&Config::default(), &store, vec![path]);
+    assert_eq!(sum.packets, 5);
+    assert_eq!(sum.bytes, 46 + 58 + 52 + 52 + 60);
+    assert_eq!(sum.malformed, 4, "{:?}", sum.malformed_by_reason);
+    assert_eq!(sum.malformed_by_reason.get("bogus_length"), Some(&2));
+    assert_eq!(
+        sum.malformed_by_reason.get("bogus_capture_length"),
+        Some(&2)
+    );
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT orig_port || ' ' || orig_pkts || ' ' || orig_bytes || ' ' || orig_payload_bytes FROM flows ORDER BY orig_port"
+        ),
+        vec![
+            "1000 1 46 4",
+            "1001 1 58 4",
+            "1002 1 52 10",
+            "1003 1 52 10",
+            "1004 1 60 1"
+        ]
+    );
+    assert_eq!(
+        q1::<i64>(&store, "SELECT malformed FROM capture_stats"),
+        4,
+        "stored as counted"
+    );
+}
+
+/// IP fragments are not reassembled, but each one counts in its flow: the first (which
+/// carries the UDP header) by its ports, with the part of the DNS response it carries
+/// for the parser; the later ones through the first one's datagram id. A later
+/// fragment whose first was never seen is counted apart.
+#[test]
+fn fragmented_udp_exchange_counts_every_fragment_in_its_flow() {
+    let mut p = Pcap::default();
+    let answers: Vec<(Ipv4Addr, u32)> = (0..40).map(|i| (Ipv4Addr::new(10, 0, 0, i), 60)).collect();
+    let query = dns_message(0x1234, false, 0, "big.example", 1, &[]);
+    // 12 header + 17 question + 40 answers of 16 bytes = 669 bytes; 677 with UDP.
+    let resp = dns_message(0x1234, true, 0, "big.example", 1, &answers);
+    assert_eq!(resp.len(), 669);
+    let dgram = udp_datagram(53, 5000, &resp);
+    p.push(T0, udp(CLIENT_MAC, ROUTER_MAC, C, 5000, GW, 53, &query));
+    // Three fragments, the last two out of order: 296, 296 and 85 bytes of datagram.
+    let frag = |offset: usize, end: usize, more: bool| {
+        ipv4_fragment(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            GW,
+            C,
+            17,
+            77,
+            offset,
+            more,
+            &dgram[offset..end],
+        )
+    };
+    p.push(T0 + 1000, frag(0, 296, true));
+    p.push(T0 + 1100, frag(592, 677, false));
+    p.push(T0 + 1200, frag(296, 592, true));
+    // A later fragment of a datagram whose first fragment was never captured.
+    p.push(
+        T0 + 1300,
+        ipv4_fragment(ROUTER_MAC, CLIENT_MAC, GW, C, 17, 999, 8, false, &[0u8; 40]),
+    );
+    // The same over IPv6: the response in two fragments (fragment header of 8 bytes).
+    let (c6, r6) = (
+        "fd00::10".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        "fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+    );
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC)
+        .ipv6(c6, r6, 64)
+        .udp(5001, 53);
+    let mut q6 = Vec::new();
+    b.write(&mut q6, &query).unwrap();
+    p.push(T0 + 2000, q6);
+    let dgram6 = udp_datagram(53, 5001, &resp);
+    p.push(
+        T0 + 3000,
+        ipv6_fragment(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            r6,
+            c6,
+            17,
+            0xabcd,
+            0,
+            true,
+            &dgram6[..400],
+        ),
+    );
+    p.push(
+        T0 + 3100,
+        ipv6_fragment(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            r6,
+            c6,
+            17,
+            0xabcd,
+            400,
+            false,
+            &dgram6[400..],
+        ),
+    );
+    let (_d, store, sum) = analyze(&p, &Config::default());
+    assert_eq!(sum.packets, 8);
+    assert_eq!(sum.flows, 2);
+    assert_eq!((sum.fragments, sum.fragments_unattributed), (6, 1));
+    assert_eq!(sum.malformed, 0);
+    // Responses: IPv4 frames of 14 + 20 + 296, 14 + 20 + 296 and 14 + 20 + 85 bytes;
+    // IPv6 frames of 14 + 40 + 8 + 400 and 14 + 40 + 8 + 277. Payload: the whole
+    // DNS response each time.
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT orig_pkts || ' ' || orig_payload_bytes || ' ' || resp_pkts || ' ' || resp_bytes || ' ' || resp_payload_bytes || ' ' || conn_state || ' ' || history FROM flows ORDER BY ts"
+        ),
+        vec![
+            format!("1 {} 3 779 669 SF Dd", query.len()),
+            format!("1 {} 2 801 669 SF Dd", query.len()),
+        ]
+    );
+    assert_eq!(q1::<i64>(&store, "SELECT fragments FROM capture_stats"), 6);
+    // The parser saw the first fragment: 288 bytes of DNS, the header, the question
+    // and the first 16 answers; the IPv6 one 392 bytes, 22 answers.
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT query || ' ' || rcode || ' ' || len(answers) || ' ' || answers[1] FROM dns ORDER BY ts"
+        ),
+        vec!["big.example 0 16 10.0.0.0", "big.example 0 22 10.0.0.0"]
+    );
 }
 
 #[test]
@@ -582,7 +769,7 @@ fn icmp_echo_pairs_and_ipv6() {
         ),
         vec![
             format!(
-                "icmp 192.168.1.10 93.184.216.34 8 0 SF {}",
+                "icmp 192.168.1.10 93.184.216.34 8 0 OTH {}",
                 netguardian::flow::community_id::community_id(
                     1,
                     "192.168.1.10".parse().unwrap(),
@@ -643,6 +830,64 @@ fn corrupt_file_is_named_and_earlier_data_kept() {
     assert_eq!(second.packets, 7, "packets before the damage are kept");
     assert_eq!(q1::<i64>(&store, "SELECT count(*) FROM flows"), 2);
     assert_eq!(q1::<i64>(&store, "SELECT count(*) FROM runs"), 2);
+}
+
+/// The "modified" pcap format (magic a1b2cd34, 24-byte record headers: ifindex,
+/// protocol, packet type), which libpcap reads, in both byte orders.
+#[test]
+fn modified_pcap_format_is_read_in_both_byte_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = udp(CLIENT_MAC, ROUTER_MAC, C, 1234, S, 4321, b"abc");
+    let mut files = Vec::new();
+    for big in [false, true] {
+        let u32b = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let u16b = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&u32b(0xa1b2_cd34));
+        f.extend_from_slice(&u16b(2));
+        f.extend_from_slice(&u16b(4));
+        for v in [0, 0, 65535, 1] {
+            f.extend_from_slice(&u32b(v));
+        }
+        for i in 0..2u32 {
+            for v in [
+                (T0 / SEC) as u32 + i,
+                0,
+                frame.len() as u32,
+                frame.len() as u32,
+            ] {
+                f.extend_from_slice(&u32b(v));
+            }
+            f.extend_from_slice(&u32b(2)); // ifindex
+            f.extend_from_slice(&u16b(0x0800)); // protocol
+            f.extend_from_slice(&[0, 0]); // packet type, padding
+            f.extend_from_slice(&frame);
+        }
+        let p = dir.path().join(if big { "be.pcap" } else { "le.pcap" });
+        std::fs::write(&p, f).unwrap();
+        files.push(p);
+    }
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let s = run_files(&Config::default(), &store, files);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!((s.packets, s.malformed), (4, 0));
+    assert_eq!(s.bytes, 4 * frame.len() as u64);
+    assert_eq!(
+        q1::<String>(&store, "SELECT orig_port || ' ' || orig_pkts FROM flows"),
+        "1234 4"
+    );
 }
 
 #[test]

@@ -199,7 +199,7 @@ impl StatusApi {
         auth: Reader,
     ) -> ApiResult<Json<Vec<Interface>>> {
         auth.check(&state)?;
-        let default = default_route_interface();
+        let default = crate::capture::live::default_route_interface();
         let list = pcap::Device::list().unwrap_or_default();
         Ok(Json(
             list.into_iter()
@@ -268,15 +268,6 @@ fn redact(mut v: serde_json::Value) -> serde_json::Value {
         _ => {}
     }
     v
-}
-
-/// The interface of the IPv4 default route, from `/proc/net/route`.
-pub fn default_route_interface() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/net/route").ok()?;
-    text.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 2 && f[1] == "00000000").then(|| f[0].to_string())
-    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! Capture files: pcap and pcapng, recognised by their magic bytes (libpcap reads both;
-//! the file name's extension is never consulted).
+//! Capture files: pcap (including the "modified" pcap format) and pcapng, recognised
+//! by their magic bytes (libpcap reads them all; the file name's extension is never
+//! consulted).
 //!
 //! A file that is not a capture, or one that is cut short, ends that source with an
 //! error message naming the file and libpcap's reason; packets read before the damage
-//! are kept, and the next file is read.
+//! are kept, and the next file is read. A record whose wire length cannot be (below
+//! its captured length, or beyond any frame: see [`super::wire_len`]) is accounted
+//! with its captured length and counted.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -16,6 +19,16 @@ use crate::decode::LinkType;
 unsafe extern "C" {
     // libpcap's `FILE *pcap_file(pcap_t *)`: the stdio stream of an offline capture.
     fn pcap_file(p: *mut std::ffi::c_void) -> *mut libc::FILE;
+    // libpcap's `int pcap_snapshot(pcap_t *)`: the capture's snaplen.
+    fn pcap_snapshot(p: *mut std::ffi::c_void) -> libc::c_int;
+}
+
+/// The snaplen libpcap reports for an open capture (0 if it reports none).
+fn snaplen(cap: &pcap::Capture<pcap::Offline>) -> u32 {
+    // SAFETY: `as_ptr` is a live pcap_t owned by `cap` for the duration of this call;
+    // pcap_snapshot only reads it.
+    let n = unsafe { pcap_snapshot(cap.as_ptr() as *mut std::ffi::c_void) };
+    n.max(0) as u32
 }
 
 /// Position in the file being read, for progress reporting.
@@ -32,18 +45,22 @@ fn file_pos(cap: &pcap::Capture<pcap::Offline>) -> Option<u64> {
     }
 }
 
-/// Checks that a file exists and starts with a pcap or pcapng magic number.
+/// Checks that a file exists and starts with a magic number libpcap reads: pcap (µs or
+/// ns, the "modified" variant with longer record headers too, either byte order) or
+/// pcapng.
 pub fn sniff(path: &Path) -> Result<(), String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut magic = [0u8; 4];
     f.read_exact(&mut magic)
         .map_err(|_| format!("{}: too short to be a capture file", path.display()))?;
-    const KNOWN: [[u8; 4]; 5] = [
+    const KNOWN: [[u8; 4]; 7] = [
         [0xd4, 0xc3, 0xb2, 0xa1], // pcap, little endian, µs
         [0xa1, 0xb2, 0xc3, 0xd4], // pcap, big endian, µs
         [0x4d, 0x3c, 0xb2, 0xa1], // pcap, little endian, ns
         [0xa1, 0xb2, 0x3c, 0x4d], // pcap, big endian, ns
+        [0x34, 0xcd, 0xb2, 0xa1], // "modified" pcap (Kuznetzov's patches), little endian
+        [0xa1, 0xb2, 0xcd, 0x34], // "modified" pcap, big endian
         [0x0a, 0x0d, 0x0d, 0x0a], // pcapng section header block
     ];
     if KNOWN.contains(&magic) {
@@ -113,6 +130,7 @@ fn read_one(
         }
     };
     let link = LinkType::from_dlt(cap.get_datalink().0);
+    let snaplen = snaplen(&cap);
     if tx
         .send(SourceMsg::Start {
             source: source.clone(),
@@ -128,10 +146,10 @@ fn read_one(
         match cap.next_packet() {
             Ok(p) => {
                 let ts = timeval_us(&p.header.ts);
-                batch.push(ts, p.header.len, p.data);
+                let len = batch.push_record(ts, p.header.len, p.data, snaplen);
                 stats.packets += 1;
-                stats.bytes += p.header.len as u64;
-                batch_bytes += p.header.len as u64;
+                stats.bytes += len as u64;
+                batch_bytes += len as u64;
                 if batch.is_full() {
                     progress
                         .packets

@@ -1,7 +1,9 @@
 //! Live capture from a network interface through libpcap.
 //!
-//! Opening applies snaplen, promiscuous and immediate mode, the kernel buffer size and
-//! the BPF filter; each failure is reported with the interface and libpcap's own words.
+//! `capture.interface = "auto"` means the interface of the default route (the Linux
+//! route tables, IPv4 then IPv6), else libpcap's default device. Opening applies
+//! snaplen, promiscuous and immediate mode, the kernel buffer size and the BPF filter;
+//! each failure is reported with the interface and libpcap's own words.
 //! The read loop wakes every 100 ms even without packets, to send a clock tick (so a
 //! quiet network still closes its flows) and to notice a stop request.
 
@@ -25,10 +27,15 @@ pub enum LiveError {
     Filter { filter: String, msg: String },
 }
 
-/// Picks the interface for "auto": libpcap's default device (first up, non-loopback).
+/// Picks the interface for "auto" (or empty): the interface of the default route
+/// ([`default_route_interface`]), else libpcap's default device (the first usable
+/// one `pcap_findalldevs` lists).
 pub fn resolve_interface(name: &str) -> Result<String, LiveError> {
     if name != "auto" && !name.is_empty() {
         return Ok(name.to_string());
+    }
+    if let Some(iface) = default_route_interface() {
+        return Ok(iface);
     }
     match pcap::Device::lookup() {
         Ok(Some(d)) => Ok(d.name),
@@ -36,10 +43,63 @@ pub fn resolve_interface(name: &str) -> Result<String, LiveError> {
     }
 }
 
+/// The interface of the default route: IPv4 (`/proc/net/route`), else IPv6
+/// (`/proc/net/ipv6_route`). `None` where neither exists or has one (not Linux, no
+/// default route).
+pub fn default_route_interface() -> Option<String> {
+    let v4 = std::fs::read_to_string("/proc/net/route").ok();
+    v4.as_deref().and_then(default_route_v4).or_else(|| {
+        let v6 = std::fs::read_to_string("/proc/net/ipv6_route").ok()?;
+        default_route_v6(&v6)
+    })
+}
+
+/// The lowest-metric IPv4 default route's interface in `/proc/net/route` text:
+/// destination and mask 0, the route up (RTF_UP), not a reject route (RTF_REJECT).
+fn default_route_v4(text: &str) -> Option<String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            let metric: u32 = f.get(6)?.parse().ok()?;
+            let default = f[1] == "00000000" && *f.get(7)? == "00000000";
+            (default && flags & RTF_UP != 0 && flags & RTF_REJECT == 0)
+                .then(|| (metric, f[0].to_string()))
+        })
+        .min_by_key(|(metric, _)| *metric)
+        .map(|(_, iface)| iface)
+}
+
+/// The lowest-metric IPv6 default route's interface in `/proc/net/ipv6_route` text
+/// (destination ::/0, up, not a reject route: the kernel keeps unreachable defaults on
+/// `lo`).
+fn default_route_v6(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 10 {
+                return None;
+            }
+            let metric = u32::from_str_radix(f[5], 16).ok()?;
+            let flags = u32::from_str_radix(f[8], 16).ok()?;
+            let default = f[0].bytes().all(|b| b == b'0') && f[1] == "00";
+            (default && flags & RTF_UP != 0 && flags & RTF_REJECT == 0 && f[9] != "lo")
+                .then(|| (metric, f[9].to_string()))
+        })
+        .min_by_key(|(metric, _)| *metric)
+        .map(|(_, iface)| iface)
+}
+
+/// Route flags of the Linux route tables (linux/route.h).
+const RTF_UP: u32 = 0x0001;
+const RTF_REJECT: u32 = 0x0200;
+
 pub struct LiveSource {
     iface: String,
     cap: pcap::Capture<pcap::Active>,
     link: LinkType,
+    snaplen: u32,
 }
 
 /// Waits up to `ms` milliseconds for the capture's descriptor to become readable.
@@ -92,7 +152,12 @@ impl LiveSource {
                 })?;
         }
         let link = LinkType::from_dlt(cap.get_datalink().0);
-        Ok(LiveSource { iface, cap, link })
+        Ok(LiveSource {
+            iface,
+            cap,
+            link,
+            snaplen: cfg.snaplen.max(0) as u32,
+        })
     }
 
     pub fn interface(&self) -> &str {
@@ -109,6 +174,7 @@ impl LiveSource {
     ) {
         let source = format!("live:{}", self.iface);
         let link = self.link;
+        let snaplen = self.snaplen;
         let mut stats = SourceStats::default();
         if tx
             .send(SourceMsg::Start {
@@ -130,10 +196,11 @@ impl LiveSource {
             let mut timed_out = false;
             match self.cap.next_packet() {
                 Ok(p) => {
-                    batch.push(timeval_us(&p.header.ts), p.header.len, p.data);
+                    let ts = timeval_us(&p.header.ts);
+                    let len = batch.push_record(ts, p.header.len, p.data, snaplen);
                     stats.packets += 1;
-                    stats.bytes += p.header.len as u64;
-                    batch_bytes += p.header.len as u64;
+                    stats.bytes += len as u64;
+                    batch_bytes += len as u64;
                 }
                 Err(pcap::Error::TimeoutExpired) => {
                     wait_readable(&self.cap, 100);
@@ -184,5 +251,56 @@ impl LiveSource {
             stats.if_dropped = s.if_dropped as u64;
         }
         let _ = tx.send(SourceMsg::End { source, stats });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0
+eth0\t00000000\t010200C0\t0003\t0\t0\t100\t00000000\t0\t0\t0
+";
+
+    #[test]
+    fn ipv4_default_route_lowest_metric_wins() {
+        assert_eq!(default_route_v4(ROUTE).as_deref(), Some("eth0"));
+        // A default route that is down, or a reject route, is not one.
+        let down = ROUTE.replace("0003\t0\t0\t100", "0002\t0\t0\t100");
+        assert_eq!(default_route_v4(&down).as_deref(), Some("wlan0"));
+        let reject = ROUTE.replace("0003\t0\t0\t100", "0201\t0\t0\t100");
+        assert_eq!(default_route_v4(&reject).as_deref(), Some("wlan0"));
+        // A /0 destination with a non-zero mask is no default route; no routes, none.
+        let masked = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask
+eth0\t00000000\t00000000\t0001\t0\t0\t0\t000000FF
+";
+        assert_eq!(default_route_v4(masked), None);
+        assert_eq!(default_route_v4(ROUTE.lines().next().unwrap()), None);
+        assert_eq!(default_route_v4(""), None);
+        assert_eq!(default_route_v4("garbage\nx y z\n\t\n"), None);
+    }
+
+    #[test]
+    fn ipv6_default_route_skips_unreachable_defaults_on_lo() {
+        let z = "00000000000000000000000000000000";
+        let table = format!(
+            "fd000000000000000000000000000000 40 {z} 00 {z} 00000100 00000001 00000000 00000001     eth0
+{z} 00 {z} 00 {z} ffffffff 00000001 00000000 00200200       lo
+{z} 00 {z} 00 fe800000000000000000000000000001 00000400 00000002 00000000 00000003    wlan0
+{z} 00 {z} 00 fd000000000000000000000000000001 00000100 00000002 00000000 00000003     eth1
+"
+        );
+        assert_eq!(default_route_v6(&table).as_deref(), Some("eth1"));
+        let only_lo = format!("{z} 00 {z} 00 {z} ffffffff 00000001 00000000 00200200       lo\n");
+        assert_eq!(default_route_v6(&only_lo), None);
+        assert_eq!(default_route_v6("short line\n"), None);
+    }
+
+    #[test]
+    fn named_interfaces_are_taken_as_given() {
+        assert_eq!(resolve_interface("eth7").unwrap(), "eth7");
     }
 }

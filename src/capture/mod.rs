@@ -34,6 +34,9 @@ pub struct PktMeta {
     pub caplen: u32,
     pub wire_len: u32,
     pub off: u32,
+    /// The record's wire length was implausible and `wire_len` is the corrected one
+    /// (see [`wire_len`]).
+    pub len_corrected: bool,
 }
 
 /// Packets of one link type, stored back to back in one buffer.
@@ -62,6 +65,19 @@ impl PacketBatch {
     }
 
     pub fn push(&mut self, ts: i64, wire_len: u32, bytes: &[u8]) {
+        self.push_meta(ts, wire_len, bytes, false);
+    }
+
+    /// Adds a packet as libpcap reported it: `len` bytes on the wire, in a capture of
+    /// `snaplen`. An implausible `len` is corrected by [`wire_len`] and the packet
+    /// marked. Returns the wire length accounted.
+    pub fn push_record(&mut self, ts: i64, len: u32, bytes: &[u8], snaplen: u32) -> u32 {
+        let (len, corrected) = wire_len(bytes.len() as u32, len, snaplen);
+        self.push_meta(ts, len, bytes, corrected);
+        len
+    }
+
+    fn push_meta(&mut self, ts: i64, wire_len: u32, bytes: &[u8], len_corrected: bool) {
         let off = self.data.len() as u32;
         self.data.extend_from_slice(bytes);
         self.meta.push(PktMeta {
@@ -69,6 +85,7 @@ impl PacketBatch {
             caplen: bytes.len() as u32,
             wire_len,
             off,
+            len_corrected,
         });
     }
 
@@ -161,6 +178,24 @@ pub fn stopped(stop: &StopFlag) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
+/// The longest wire length believed without a larger snaplen: libpcap's
+/// MAXIMUM_SNAPLEN, above any real link's frames (with offloads) that it captures.
+pub const MAX_WIRE_LEN: u32 = 262_144;
+
+/// The wire length to account for a record of `caplen` captured bytes that claims
+/// `len` on the wire, in a capture of `snaplen`, and whether the claim was corrected.
+///
+/// A `len` below `caplen` cannot be (the bytes are there), nor can one beyond both
+/// [`MAX_WIRE_LEN`] and `snaplen` (fuzzed files claim gigabytes): either way the
+/// captured length is all that is known, and is used.
+pub fn wire_len(caplen: u32, len: u32, snaplen: u32) -> (u32, bool) {
+    if len < caplen || len > MAX_WIRE_LEN.max(snaplen) {
+        (caplen, true)
+    } else {
+        (len, false)
+    }
+}
+
 /// Converts a libpcap timeval to µs since the epoch.
 pub fn timeval_us(tv: &libc::timeval) -> i64 {
     tv.tv_sec.saturating_mul(1_000_000) + tv.tv_usec
@@ -169,6 +204,27 @@ pub fn timeval_us(tv: &libc::timeval) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_wire_lengths_become_the_captured_length() {
+        let mut b = PacketBatch::new(LinkType::Ethernet);
+        assert_eq!(b.push_record(0, 4_000_000_000, &[0u8; 48], 65535), 48);
+        assert_eq!(b.push_record(1, 1514, &[0u8; 96], 96), 1514);
+        assert!(b.meta[0].len_corrected && !b.meta[1].len_corrected);
+        assert_eq!(
+            std::mem::size_of::<PktMeta>(),
+            24,
+            "the flag fits in the padding"
+        );
+        assert_eq!(wire_len(60, 60, 65535), (60, false));
+        assert_eq!(wire_len(96, 1514, 96), (1514, false), "snaplen cut");
+        assert_eq!(wire_len(60, 40, 65535), (60, true), "shorter than captured");
+        assert_eq!(wire_len(48, 4_093_509_168, 65535), (48, true));
+        assert_eq!(wire_len(60, MAX_WIRE_LEN, 65535), (MAX_WIRE_LEN, false));
+        assert_eq!(wire_len(60, MAX_WIRE_LEN + 1, 65535), (60, true));
+        // A capture whose snaplen is larger still is believed up to its snaplen.
+        assert_eq!(wire_len(60, 400_000, 524_288), (400_000, false));
+    }
 
     /// Full-size frames fill a batch without ever growing its buffer, and a batch that
     /// grew for a huge packet shrinks back when it is cleared for reuse.

@@ -167,7 +167,7 @@ pub const FLOW_FEATURES: [FeatureDef; FLOW_N] = [
         "state_established",
         "bool",
         "onehot",
-        "conn_state S1, SF, S2, S3, RSTO or RSTR (both sides took part)",
+        "conn_state S1, SF, S2, S3, RSTO or RSTR (both sides took part); other than TCP/UDP: both sides sent",
     ),
     def(
         "state_rejected",
@@ -179,7 +179,7 @@ pub const FLOW_FEATURES: [FeatureDef; FLOW_N] = [
         "state_unanswered",
         "bool",
         "onehot",
-        "conn_state S0, SH or RSTOS0 (no reply from the responder)",
+        "conn_state S0, SH or RSTOS0 (no reply from the responder); other than TCP/UDP: only the originator sent",
     ),
     def("proto_tcp", "bool", "onehot", "IP protocol 6"),
     def("proto_udp", "bool", "onehot", "IP protocol 17"),
@@ -350,6 +350,21 @@ pub enum StateClass {
     Other,
 }
 
+/// The [`StateClass`] of a flow's feature row. TCP and UDP: from `conn_state`. Other
+/// protocols, whose `conn_state` is always OTH (as in Zeek): from who sent packets,
+/// both sides (Established) or only the originator (Unanswered), as their old S0/SF
+/// `conn_state` said, so the models' inputs keep their meaning.
+pub fn flow_state_class(f: &FlowRecord) -> StateClass {
+    match f.proto {
+        6 | 17 => state_class(f.conn_state),
+        _ => match (f.orig.pkts > 0, f.resp.pkts > 0) {
+            (true, true) => StateClass::Established,
+            (true, false) => StateClass::Unanswered,
+            _ => StateClass::Other,
+        },
+    }
+}
+
 pub fn state_class(conn_state: &str) -> StateClass {
     match conn_state {
         "S1" | "SF" | "S2" | "S3" | "RSTO" | "RSTR" => StateClass::Established,
@@ -385,7 +400,7 @@ pub fn flow_features(f: &FlowRecord, facts: &FlowFacts) -> [f64; FLOW_N] {
     let (o, r) = (&f.orig, &f.resp);
     let dur = (f.last_ts - f.first_ts).max(0) as f64 / 1e6;
     let ms = |us: f64| us / 1e3;
-    let state = state_class(f.conn_state);
+    let state = flow_state_class(f);
     let ported = matches!(f.proto, 6 | 17);
     let port = f.resp_port;
     let app = f.app_proto.unwrap_or("");
@@ -663,6 +678,32 @@ mod tests {
             get(&flow_features(&r, &FlowFacts::default()), "port_dynamic"),
             1.0
         );
+    }
+
+    /// ICMP (and every protocol but TCP and UDP) has conn_state OTH, as in Zeek; its
+    /// state features still say whether the other side answered.
+    #[test]
+    fn portless_flows_take_their_state_from_who_sent() {
+        let mut r = record();
+        r.proto = 1;
+        r.conn_state = "OTH";
+        let states = |r: &FlowRecord| {
+            let v = flow_features(r, &FlowFacts::default());
+            (
+                get(&v, "state_established"),
+                get(&v, "state_rejected"),
+                get(&v, "state_unanswered"),
+            )
+        };
+        assert_eq!(states(&r), (1.0, 0.0, 0.0), "echo answered");
+        r.resp.pkts = 0;
+        assert_eq!(states(&r), (0.0, 0.0, 1.0), "echo unanswered");
+        r.orig.pkts = 0;
+        r.resp.pkts = 2;
+        assert_eq!(states(&r), (0.0, 0.0, 0.0));
+        // TCP and UDP still go by conn_state.
+        r.proto = 17;
+        assert_eq!(states(&r), (0.0, 0.0, 0.0));
     }
 
     #[test]

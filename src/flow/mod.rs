@@ -5,6 +5,8 @@
 //! - [`tcp`]: Zeek-compatible TCP states, `conn_state` and `history`.
 //! - [`stats`]: per-direction counters and size / inter-arrival statistics.
 //! - [`community_id`]: Community ID v1 hashes.
+//! - [`frag`]: the ports of recent first IP fragments, so later fragments (which carry
+//!   no transport header) count towards their flow without reassembly.
 //! - [`features`], [`device_features`]: the anomaly models' feature rows (per flow,
 //!   per device per minute) and their definitions.
 //!
@@ -14,6 +16,7 @@
 pub mod community_id;
 pub mod device_features;
 pub mod features;
+pub mod frag;
 pub mod key;
 pub mod stats;
 pub mod table;

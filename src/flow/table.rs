@@ -44,8 +44,16 @@ pub struct PacketInfo<'a> {
     pub dport: u16,
     /// (seq, flags, window) for TCP.
     pub tcp: Option<(u32, u8, u16)>,
+    /// Payload bytes this packet carried (not limited by snaplen).
     pub payload_len: u32,
+    /// Length of the message `payload` begins: `payload_len`, except for the first
+    /// fragment of a UDP datagram (the whole datagram's payload). Lets a parser tell a
+    /// message cut short from a malformed one.
+    pub msg_len: u32,
+    /// Captured payload, handed to the protocol parsers.
     pub payload: &'a [u8],
+    /// A later IP fragment (no transport header): counted in the flow, never parsed.
+    pub later_fragment: bool,
 }
 
 /// What a packet did to the table, for the inventory's counters.
@@ -79,7 +87,7 @@ struct Flow {
 const F_ORIG_IS_LO: u8 = 1;
 const F_ORIG_MAC: u8 = 2;
 const F_RESP_MAC: u8 = 4;
-const F_ORIG_SENT_SYN: u8 = 8;
+// (8 is free: "the originator sent a SYN" is read from the history now.)
 /// The parser was created and finished, or no parser applies.
 const F_APP_DONE: u8 = 16;
 /// `next_seq[side]` holds a sequence number (bit per side).
@@ -366,9 +374,6 @@ impl FlowTable {
                 *next_seq = seg_end;
                 flow.bits |= F_SEQ_INIT[me];
             }
-            if orig && flags & SYN != 0 && flags & ACK == 0 {
-                flow.bits |= F_ORIG_SENT_SYN;
-            }
             let [a, b] = &mut flow.tcp;
             let (mine, theirs) = if me == 0 { (a, b) } else { (b, a) };
             tcp::update(mine, theirs, flags, has_payload);
@@ -397,7 +402,9 @@ impl FlowTable {
                     p.payload,
                     out_recs,
                 ),
-                None if p.proto == 17 => app.on_udp(p.ts, dir, p.payload, out_recs),
+                None if p.proto == 17 && !p.later_fragment => {
+                    app.on_udp_part(p.ts, dir, p.payload, p.msg_len as usize, out_recs)
+                }
                 None => {}
             }
             if flow.app_label == 0 {
@@ -632,12 +639,12 @@ fn record(key: &FlowKey, f: &Flow, why: EndReason, is_final: bool) -> FlowRecord
         tcp::conn_state(
             f.tcp[0],
             f.tcp[1],
-            f.has(F_ORIG_SENT_SYN),
+            &f.history,
             f.dirs[0].payload.get(),
             f.dirs[1].payload.get(),
         )
     } else {
-        tcp::connless_state(f.dirs[0].pkts as u64, f.dirs[1].pkts as u64)
+        tcp::connless_state(key.proto, f.dirs[0].pkts as u64, f.dirs[1].pkts as u64)
     };
     FlowRecord {
         id: f.id,
@@ -690,7 +697,9 @@ mod tests {
             dport: 80,
             tcp: Some((i, 0x02, 1024)),
             payload_len: 0,
+            msg_len: 0,
             payload: &[],
+            later_fragment: false,
         }
     }
 
@@ -746,7 +755,9 @@ mod tests {
             dport: if reply { sport } else { dport },
             tcp: None,
             payload_len: 20,
+            msg_len: 20,
             payload: &[],
+            later_fragment: false,
         }
     }
 

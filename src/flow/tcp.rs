@@ -1,5 +1,6 @@
 //! TCP connection tracking the way Zeek reports it: per-endpoint states, the
-//! `conn_state` summary (S0, S1, SF, REJ, RSTO, ...) and the `history` letters.
+//! `conn_state` summary (S0, S1, SF, REJ, RSTO, ...) and the `history` letters; and
+//! the `conn_state` of the other protocols (UDP by who sent, ICMP and the rest OTH).
 //!
 //! Users who know Zeek's conn.log read our flows without a new vocabulary, and the
 //! detection rules (scans, floods, brute force) key on these outcomes.
@@ -55,11 +56,11 @@ pub fn update(me: &mut EndpointState, peer: &mut EndpointState, flags: u8, paylo
     }
 }
 
-/// Zeek's `conn_state` for a TCP flow (base/protocols/conn/main.zeek).
+/// Zeek's `conn_state` for a TCP flow (`conn_state` in base/protocols/conn/main.zeek).
 pub fn conn_state(
     os: EndpointState,
     rs: EndpointState,
-    orig_sent_syn: bool,
+    history: &History,
     orig_payload: u64,
     resp_payload: u64,
 ) -> &'static str {
@@ -77,10 +78,14 @@ pub fn conn_state(
             "RSTR"
         }
     } else if os == Reset {
-        if r_inactive && orig_sent_syn {
+        if !r_inactive {
+            "RSTO"
+        } else if history.syn_then_reset() {
             "RSTOS0"
         } else {
-            "RSTO"
+            // The responder never took part and the originator did not open with a
+            // SYN (a reset of a connection seen mid-stream): Zeek calls this OTH.
+            "OTH"
         }
     } else if rs == Closed && os == Closed {
         "SF"
@@ -97,8 +102,13 @@ pub fn conn_state(
     }
 }
 
-/// Zeek's `conn_state` for UDP and other connectionless protocols.
-pub fn connless_state(orig_pkts: u64, resp_pkts: u64) -> &'static str {
+/// Zeek's `conn_state` for a flow that is not TCP: for UDP whether each side sent
+/// (S0, SF, SHR, OTH); always OTH for ICMP and every other protocol, as Zeek's
+/// conn.log has it (the packet counts tell who answered).
+pub fn connless_state(proto: u8, orig_pkts: u64, resp_pkts: u64) -> &'static str {
+    if proto != 17 {
+        return "OTH";
+    }
     match (orig_pkts > 0, resp_pkts > 0) {
         (true, true) => "SF",
         (true, false) => "S0",
@@ -166,6 +176,24 @@ impl History {
     pub fn contains(&self, c: u8) -> bool {
         self.letters().any(|l| l == c)
     }
+
+    /// Whether the history matches Zeek's `^\^?S[^HAFGIQ]*R`: the originator opened
+    /// with a SYN and reset before sending a SYN-ACK, ACK, FIN or SYN+FIN/RST (G and I,
+    /// Zeek's gap and inconsistency letters, are not tracked here).
+    pub fn syn_then_reset(&self) -> bool {
+        let mut letters = self.letters().skip_while(|&l| l == b'^');
+        if letters.next() != Some(b'S') {
+            return false;
+        }
+        for l in letters {
+            match l {
+                b'R' => return true,
+                b'H' | b'A' | b'F' | b'G' | b'I' | b'Q' => return false,
+                _ => {}
+            }
+        }
+        false
+    }
 }
 
 impl std::fmt::Display for History {
@@ -230,11 +258,9 @@ mod tests {
         let (mut o, mut r) = (Inactive, Inactive);
         let mut h = History::default();
         let (mut op, mut rp) = (0u64, 0u64);
-        let mut osyn = false;
         for &(orig, flags, payload) in pkts {
             if orig {
                 update(&mut o, &mut r, flags, payload);
-                osyn |= flags & SYN != 0 && flags & ACK == 0;
                 op += payload as u64;
             } else {
                 update(&mut r, &mut o, flags, payload);
@@ -242,7 +268,7 @@ mod tests {
             }
             tcp_history(&mut h, orig, flags, payload, false, 1000);
         }
-        (conn_state(o, r, osyn, op, rp), h.to_string())
+        (conn_state(o, r, &h, op, rp), h.to_string())
     }
 
     #[test]
@@ -285,8 +311,62 @@ mod tests {
         let mut s3 = hs.to_vec();
         s3.push((false, FIN | ACK, false));
         assert_eq!(run(&s3).0, "S3");
-        assert_eq!(connless_state(1, 0), "S0");
-        assert_eq!(connless_state(1, 1), "SF");
+        assert_eq!(connless_state(17, 1, 0), "S0");
+        assert_eq!(connless_state(17, 1, 1), "SF");
+        assert_eq!(connless_state(17, 0, 1), "SHR");
+    }
+
+    /// What Zeek's conn_state gives where ours used to differ: an originator's reset
+    /// with a silent responder is RSTOS0 only after a bare SYN (history
+    /// `^?S[^HAFGIQ]*R`), otherwise OTH; RSTO needs a responder that took part.
+    #[test]
+    fn originator_resets_as_zeek() {
+        // Mid-stream: no SYN seen, the originator resets, the responder is silent.
+        assert_eq!(run(&[(true, RST, false)]), ("OTH", "R".to_string()));
+        assert_eq!(
+            run(&[(true, ACK | PSH, true), (true, RST | ACK, false)]),
+            ("OTH", "DR".to_string())
+        );
+        // SYN, then ACK or data, then RST, without a reply: not RSTOS0 either.
+        assert_eq!(
+            run(&[(true, SYN, false), (true, ACK, false), (true, RST, false)]),
+            ("OTH", "SAR".to_string())
+        );
+        // SYN then RST (lowercase responder letters do not count, there are none here).
+        assert_eq!(
+            run(&[(true, SYN, false), (true, SYN, false), (true, RST, false)]).0,
+            "RSTOS0"
+        );
+        // A responder seen only mid-stream is "partial", inactive to Zeek as well: OTH.
+        // RSTO needs a responder that went through the handshake.
+        assert_eq!(
+            run(&[
+                (true, ACK | PSH, true),
+                (false, ACK, false),
+                (true, RST, false)
+            ])
+            .0,
+            "OTH"
+        );
+        assert_eq!(
+            run(&[
+                (true, SYN, false),
+                (false, SYN | ACK, false),
+                (true, ACK, false),
+                (true, RST, false)
+            ])
+            .0,
+            "RSTO"
+        );
+    }
+
+    #[test]
+    fn icmp_and_other_protocols_are_oth_as_in_zeek() {
+        for proto in [1, 58, 47, 50] {
+            for (o, r) in [(1, 0), (1, 1), (0, 1)] {
+                assert_eq!(connless_state(proto, o, r), "OTH", "proto {proto}");
+            }
+        }
     }
 
     #[test]

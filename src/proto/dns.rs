@@ -136,6 +136,13 @@ pub(crate) struct Parsed {
 /// Decodes as much of a DNS-format message as is well formed. `None` when even the
 /// header is missing or the section counts cannot fit in the message.
 pub(crate) fn parse_message(buf: &[u8]) -> Option<Parsed> {
+    parse_message_part(buf, buf.len())
+}
+
+/// [`parse_message`] for the first `buf.len()` bytes of a `full_len`-byte message (cut
+/// by a snaplen, or the first IP fragment of a datagram): the section counts must fit
+/// in the whole message; the records are read up to where `buf` ends.
+pub(crate) fn parse_message_part(buf: &[u8], full_len: usize) -> Option<Parsed> {
     let mut dec = BinDecoder::new(buf);
     let header = Header::read(&mut dec).ok()?;
     let qd = header.query_count() as usize;
@@ -143,7 +150,8 @@ pub(crate) fn parse_message(buf: &[u8]) -> Option<Parsed> {
         + header.name_server_count() as usize
         + header.additional_count() as usize;
     // A question takes at least 5 bytes and a record 11: reject absurd counts early.
-    if qd * 5 + rr * 11 > dec.len() {
+    let missing = full_len.saturating_sub(buf.len());
+    if qd * 5 + rr * 11 > dec.len() + missing {
         return None;
     }
     let mut queries = Vec::new();
@@ -305,7 +313,19 @@ impl DnsTracker {
 
     /// Handles one DNS message; returns false when it was not DNS.
     pub fn on_message(&mut self, ts: Ts, buf: &[u8], out: &mut Vec<ProtoRecord>) -> bool {
-        let Some(msg) = parse_message(buf) else {
+        self.on_message_part(ts, buf, buf.len(), out)
+    }
+
+    /// Handles the first `buf.len()` bytes of a `full_len`-byte DNS message: a response
+    /// keeps the answers that fit in what was captured.
+    pub fn on_message_part(
+        &mut self,
+        ts: Ts,
+        buf: &[u8],
+        full_len: usize,
+        out: &mut Vec<ProtoRecord>,
+    ) -> bool {
+        let Some(msg) = parse_message_part(buf, full_len) else {
             return false;
         };
         let (query, qtype, qclass) = match msg.queries.first() {

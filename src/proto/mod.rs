@@ -169,8 +169,22 @@ impl AppState {
 
     /// One UDP datagram of the flow.
     pub fn on_udp(&mut self, ts: Ts, dir: Direction, payload: &[u8], out: &mut Vec<ProtoRecord>) {
+        self.on_udp_part(ts, dir, payload, payload.len(), out)
+    }
+
+    /// The start of a UDP datagram whose payload is `full_len` bytes: cut by a snaplen,
+    /// or the first IP fragment of a datagram (later fragments are never seen here).
+    /// Parsers read what is there and stop where it ends.
+    pub fn on_udp_part(
+        &mut self,
+        ts: Ts,
+        dir: Direction,
+        payload: &[u8],
+        full_len: usize,
+        out: &mut Vec<ProtoRecord>,
+    ) {
         let ok = match &mut self.inner {
-            Inner::Dns(t) => t.on_message(ts, payload, out),
+            Inner::Dns(t) => t.on_message_part(ts, payload, full_len, out),
             Inner::Dhcp => dhcp::on_udp(ts, payload, out),
             Inner::Names(s) => s.on_udp(ts, dir, payload, out),
             Inner::Tcp(_) | Inner::Done(_) => return,

@@ -32,6 +32,23 @@ impl Pcap {
 
     /// Writes with a given link type, snaplen, and optional per-packet truncation.
     pub fn write_link(&self, path: &Path, linktype: u32, snaplen: u32, cut: Option<usize>) {
+        self.write_records(path, linktype, snaplen, cut, &[])
+    }
+
+    /// Writes a classic Ethernet pcap whose records `claimed` (packet index, wire length)
+    /// claim another wire length than their bytes: as fuzzed or broken files do.
+    pub fn write_claiming(&self, path: &Path, claimed: &[(usize, u32)]) {
+        self.write_records(path, 1, 65535, None, claimed)
+    }
+
+    fn write_records(
+        &self,
+        path: &Path,
+        linktype: u32,
+        snaplen: u32,
+        cut: Option<usize>,
+        claimed: &[(usize, u32)],
+    ) {
         let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
         f.write_all(&0xa1b2c3d4u32.to_le_bytes()).unwrap();
         f.write_all(&2u16.to_le_bytes()).unwrap();
@@ -40,14 +57,18 @@ impl Pcap {
         f.write_all(&0u32.to_le_bytes()).unwrap();
         f.write_all(&snaplen.to_le_bytes()).unwrap();
         f.write_all(&linktype.to_le_bytes()).unwrap();
-        for (ts, data) in &self.packets {
+        for (i, (ts, data)) in self.packets.iter().enumerate() {
             let caplen = cut.map_or(data.len(), |c| c.min(data.len()));
+            let len = claimed
+                .iter()
+                .find(|c| c.0 == i)
+                .map_or(data.len() as u32, |c| c.1);
             f.write_all(&((ts / 1_000_000) as u32).to_le_bytes())
                 .unwrap();
             f.write_all(&((ts % 1_000_000) as u32).to_le_bytes())
                 .unwrap();
             f.write_all(&(caplen as u32).to_le_bytes()).unwrap();
-            f.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
+            f.write_all(&len.to_le_bytes()).unwrap();
             f.write_all(&data[..caplen]).unwrap();
         }
         f.flush().unwrap();
@@ -359,4 +380,94 @@ pub fn http_exchange(
         t + 7000,
         tcp(c, s, ip, sport, srv, 80, r + 1, a + 1, ACK, &[]),
     );
+}
+
+/// A UDP datagram (header + `payload`, checksum left 0) as the bytes IP carries.
+pub fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let h = etherparse::UdpHeader::without_ipv4_checksum(sport, dport, payload.len()).unwrap();
+    let mut v = h.to_bytes().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+/// An IPv4 fragment in an Ethernet frame: `bytes` of the datagram `id` of protocol
+/// `proto`, starting at byte `offset` of its payload (a multiple of 8), `more` when
+/// fragments follow.
+#[allow(clippy::too_many_arguments)]
+pub fn ipv4_fragment(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    id: u16,
+    offset: usize,
+    more: bool,
+    bytes: &[u8],
+) -> Vec<u8> {
+    assert_eq!(offset % 8, 0);
+    let mut ip = etherparse::Ipv4Header::new(
+        bytes.len() as u16,
+        64,
+        etherparse::IpNumber(proto),
+        src,
+        dst,
+    )
+    .unwrap();
+    ip.identification = id;
+    ip.more_fragments = more;
+    ip.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut v = etherparse::Ethernet2Header {
+        source: smac,
+        destination: dmac,
+        ether_type: etherparse::EtherType::IPV4,
+    }
+    .to_bytes()
+    .to_vec();
+    ip.write(&mut v).unwrap();
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// An IPv6 fragment (fragment header right after the IPv6 header) in an Ethernet frame.
+#[allow(clippy::too_many_arguments)]
+pub fn ipv6_fragment(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    proto: u8,
+    id: u32,
+    offset: usize,
+    more: bool,
+    bytes: &[u8],
+) -> Vec<u8> {
+    assert_eq!(offset % 8, 0);
+    let ip = etherparse::Ipv6Header {
+        traffic_class: 0,
+        flow_label: Default::default(),
+        payload_length: (8 + bytes.len()) as u16,
+        next_header: etherparse::IpNumber::IPV6_FRAGMENTATION_HEADER,
+        hop_limit: 64,
+        source: src,
+        destination: dst,
+    };
+    let frag = etherparse::Ipv6FragmentHeader::new(
+        etherparse::IpNumber(proto),
+        etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap(),
+        more,
+        id,
+    );
+    let mut v = etherparse::Ethernet2Header {
+        source: smac,
+        destination: dmac,
+        ether_type: etherparse::EtherType::IPV6,
+    }
+    .to_bytes()
+    .to_vec();
+    ip.write(&mut v).unwrap();
+    frag.write(&mut v).unwrap();
+    v.extend_from_slice(bytes);
+    v
 }

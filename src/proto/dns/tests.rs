@@ -210,3 +210,28 @@ fn name_escaping() {
     let n = Name::from_labels(vec![b"a.b".to_vec(), b"c\x01".to_vec(), vec![0xff, b'x']]).unwrap();
     assert_eq!(name_text(&n), "a\\.b.c\\x01.\\xffx");
 }
+
+/// The start of a response (a first IP fragment, a snaplen cut) keeps the answers that
+/// are whole in it once the parser knows the message is longer; told nothing, the
+/// same bytes look like a message with impossible counts and are refused. Every cut
+/// of it is handled without a panic.
+#[test]
+fn start_of_a_long_response_keeps_the_answers_it_holds() {
+    let ans: Vec<Vec<u8>> = (0..40u8)
+        .map(|i| ptr_to_question(1, 60, &[10, 0, 0, i]))
+        .collect();
+    let r = msg(9, 0x8180, "big.example", 1, &ans);
+    assert_eq!(r.len(), 12 + 17 + 40 * 16);
+    let cut = &r[..12 + 17 + 16 * 16 + 5]; // 16 whole answers and part of one
+    let mut out = Vec::new();
+    assert!(!DnsTracker::new(false).on_message(0, cut, &mut out));
+    assert!(DnsTracker::new(false).on_message_part(0, cut, r.len(), &mut out));
+    let got = dns(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].answers.len(), 16);
+    assert_eq!(got[0].answers[15].data, "10.0.0.15");
+    for n in 0..r.len() {
+        let mut out = Vec::new();
+        let _ = DnsTracker::new(false).on_message_part(0, &r[..n], r.len(), &mut out);
+    }
+}
