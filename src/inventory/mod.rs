@@ -204,7 +204,7 @@ impl Inventory {
             }
         }
         if let Some(m) = dst_mac.filter(|m| usable_mac(*m))
-            && let Some(ip) = dst_ip.filter(|ip| self.is_local(*ip) && !ip.is_unspecified())
+            && let Some(ip) = dst_ip.filter(|ip| self.is_local(*ip))
         {
             self.see_addr(m, ip, ts, "ip");
         }

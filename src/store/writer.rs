@@ -104,18 +104,15 @@ impl Writer {
         // Rows an earlier run left in `flows_open` (it was killed, or lost power, before
         // its final records) would stay "open" forever: close them as `interrupted`.
         let shift = super::RUN_SHIFT;
-        match conn.execute_batch(&format!(
+        if let Err(e) = conn.execute_batch(&format!(
             "BEGIN TRANSACTION;
              INSERT INTO flows_closed SELECT * REPLACE ('interrupted' AS end_reason, true AS is_final)
                FROM flows_open WHERE id >> {shift} <> {run_id};
              DELETE FROM flows_open WHERE id >> {shift} <> {run_id};
              COMMIT;"
         )) {
-            Ok(()) => {}
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                tracing::error!(error = %e, "cannot close the flows an earlier run left open");
-            }
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "cannot close the flows an earlier run left open");
         }
         Writer {
             conn,
@@ -497,9 +494,8 @@ impl Writer {
         self.conn.execute_batch(
             "INSERT OR REPLACE INTO devices
                SELECT s.mac, coalesce(s.vendor, b.vendor), s.randomized,
-                 least(s.first_seen, coalesce(b.first_seen, s.first_seen)),
-                 greatest(s.last_seen, coalesce(b.last_seen, s.last_seen)),
-                 CASE WHEN s.hostname IS NULL THEN b.hostname ELSE s.hostname END,
+                 least(s.first_seen, b.first_seen), greatest(s.last_seen, b.last_seen),
+                 coalesce(s.hostname, b.hostname),
                  CASE WHEN s.hostname IS NULL THEN b.hostname_source ELSE s.hostname_source END,
                  coalesce(s.dhcp_vendor_class, b.dhcp_vendor_class),
                  coalesce(s.dhcp_fingerprint, b.dhcp_fingerprint),
