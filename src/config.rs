@@ -128,6 +128,9 @@ impl Default for FlowConfig {
 pub struct NetworkConfig {
     /// Networks whose hosts are "local" devices (inventory) rather than the internet.
     pub local_networks: Vec<IpNet>,
+    /// Also count as local the IPv6 prefixes the home's routers advertise (router
+    /// advertisements with on-link or autonomous prefixes, /32 or longer).
+    pub learn_ipv6_prefixes: bool,
 }
 
 impl Default for NetworkConfig {
@@ -145,6 +148,7 @@ impl Default for NetworkConfig {
                 .iter()
                 .map(|n| n.parse().expect("valid default"))
                 .collect(),
+            learn_ipv6_prefixes: true,
         }
     }
 }

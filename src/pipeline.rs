@@ -309,9 +309,17 @@ impl Processor {
                         icmp_type,
                         code,
                         payload_len,
+                        msg,
                     } => {
                         let (s, d, _) = icmp_ports(*v6, *icmp_type, *code);
-                        (s, d, None, *payload_len, *payload_len, &[][..])
+                        // Only router advertisements are parsed, and only those that
+                        // cannot have crossed a router (RFC 4861 §6.1.2).
+                        let ra = *v6
+                            && *icmp_type == 134
+                            && ip.ttl == 255
+                            && matches!(ip.src, std::net::IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80);
+                        let body = if ra { *msg } else { &[][..] };
+                        (s, d, None, *payload_len, *payload_len, body)
                     }
                     L4::None => (0, 0, None, 0, 0, &[][..]),
                 };
@@ -578,6 +586,12 @@ pub fn run(
     };
     let run_id = store.begin_run(mode, &sources)?;
     let writer_conn = store.connection()?;
+    // IPv6 prefixes earlier runs learned from router advertisements: this run's devices
+    // are local from the first packet, not only after the next advertisement.
+    let prefixes = crate::inventory::local::stored_prefixes(&writer_conn).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read stored IPv6 prefixes");
+        Vec::new()
+    });
 
     let mut bus = EventBus::default();
     let (store_rx, store_dropped) =
@@ -638,6 +652,7 @@ pub fn run(
         .name("ng-process".into())
         .spawn(move || {
             let mut p = Processor::new(&proc_cfg, crate::store::Store::first_flow_id(run_id));
+            p.inventory.seed_prefixes(&prefixes);
             for msg in pkt_rx.iter() {
                 p.handle(msg, &mut bus, &pool_tx);
                 let t = p.flow_stats();

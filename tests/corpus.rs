@@ -4,7 +4,8 @@
 //! - every capture of the nDPI, tcpdump and JA4 suites runs through the pipeline
 //!   without a panic, and tcpdump's malformed captures are counted, not crashed on;
 //! - flows agree with nDPI's per-flow results on packets and bytes per direction;
-//! - TLS client fingerprints agree with the JA4 reference snapshots.
+//! - TLS client fingerprints agree with the JA4 reference snapshots;
+//! - real router advertisements teach the home IPv6 prefix.
 
 mod common;
 
@@ -330,4 +331,44 @@ fn tls_client_fingerprints_match_ja4_snapshots() {
         .collect();
     assert!(known.is_empty(), "unexpected JA4 mismatches: {known:?}");
     assert_eq!(sni_ok, ok);
+}
+
+/// Real router advertisements: Comcast's gateway in nDPI's `anyconnect-vpn.pcap` (a /64
+/// and two RDNSS resolvers) and KAME's router in JA4's `v6.pcap`, whose hosts' global
+/// addresses under the advertised prefix become their devices' addresses.
+#[test]
+fn router_advertisements_teach_the_home_prefix() {
+    let Some(dir) = corpus_or_skip("router_advertisements_teach_the_home_prefix") else {
+        return;
+    };
+    let one = |rel: &str, sql: &str| -> Vec<String> {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("c.duckdb")).unwrap();
+        run(&store, vec![dir.join(rel)]);
+        let c = store.connection().unwrap();
+        let mut st = c.prepare(sql).unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert_eq!(
+        one(
+            "ndpi/pcap/anyconnect-vpn.pcap",
+            "SELECT DISTINCT router_addr || ' ' || home_prefixes::VARCHAR || ' ' || rdnss::VARCHAR || ' ' || router_lifetime_s FROM router_adverts"
+        ),
+        vec![
+            "fe80::2e7e:81ff:feb0:4aa1 ['2601:646:8402:44b0::/64'] ['2001:558:feed::1', '2001:558:feed::2'] 180"
+        ]
+    );
+    assert_eq!(
+        one(
+            "ja4/pcap/v6.pcap",
+            "SELECT mac || ' ' || addr FROM device_addresses WHERE addr LIKE '3ffe:%' ORDER BY addr"
+        ),
+        vec![
+            "00:00:86:05:80:da 3ffe:507:0:1:200:86ff:fe05:80da",
+            "00:60:97:07:69:ea 3ffe:507:0:1:260:97ff:fe07:69ea"
+        ]
+    );
 }

@@ -626,6 +626,13 @@ fn fragmented_udp_exchange_counts_every_fragment_in_its_flow() {
     assert_eq!(sum.packets, 8);
     assert_eq!(sum.flows, 2);
     assert_eq!((sum.fragments, sum.fragments_unattributed), (6, 1));
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT fragments || ' ' || fragments_unattributed FROM capture_stats"
+        ),
+        "6 1"
+    );
     assert_eq!(sum.malformed, 0);
     // Responses: IPv4 frames of 14 + 20 + 296, 14 + 20 + 296 and 14 + 20 + 85 bytes;
     // IPv6 frames of 14 + 40 + 8 + 400 and 14 + 40 + 8 + 277. Payload: the whole
@@ -801,6 +808,138 @@ fn icmp_echo_pairs_and_ipv6() {
         ),
         "fe80::1"
     );
+}
+
+/// An IPv6 router advertisement: `prefix` /64 with the on-link and autonomous flags,
+/// `rdnss` as resolver, sent with `hop_limit` from fe80::1 (the router).
+fn router_advert(hop_limit: u8, prefix: &str, rdnss: &str) -> Vec<u8> {
+    router_advert_from(ROUTER_MAC, "fe80::1", hop_limit, prefix, rdnss)
+}
+
+fn router_advert_from(
+    mac: [u8; 6],
+    from: &str,
+    hop_limit: u8,
+    prefix: &str,
+    rdnss: &str,
+) -> Vec<u8> {
+    let v6 = |a: &str| a.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let b = etherparse::PacketBuilder::ethernet2(mac, [0x33, 0x33, 0, 0, 0, 1])
+        .ipv6(v6(from), v6("ff02::1"), hop_limit)
+        // cur hop limit 64, no flags, router lifetime 1800 s
+        .icmpv6_raw(134, 0, [64, 0, 0x07, 0x08]);
+    let mut body = vec![0u8; 8]; // reachable time, retrans timer
+    body.extend([
+        3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x07, 0x08, 0, 0, 0, 0,
+    ]);
+    body.extend(v6(prefix));
+    body.extend([25, 3, 0, 0, 0, 0, 0x0e, 0x10]);
+    body.extend(v6(rdnss));
+    body.extend([1, 1]);
+    body.extend(mac);
+    let mut out = Vec::new();
+    b.write(&mut out, &body).unwrap();
+    out
+}
+
+/// A TCP SYN from `src` (CLIENT_MAC) to a public IPv6 address.
+fn v6_syn(src: &str, sport: u16) -> Vec<u8> {
+    let v6 = |a: &str| a.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, ROUTER_MAC)
+        .ipv6(v6(src), v6("2606:4700::1111"), 64)
+        .tcp(sport, 443, 1, 64240)
+        .syn();
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+#[test]
+fn ipv6_router_advert_makes_the_home_prefix_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    let mut p = Pcap::default();
+    // Before any advertisement the global address is nobody's.
+    p.push(T0, v6_syn("2001:db8:1:2::10", 40000));
+    // Forwarded (hop limit 64): must be ignored, its prefix stays foreign.
+    p.push(
+        T0 + 1_000,
+        router_advert(64, "2001:db8:9:9::", "2001:db8:9:9::1"),
+    );
+    p.push(
+        T0 + 2_000,
+        router_advert(255, "2001:db8:1:2::", "2001:db8:1:2::1"),
+    );
+    p.push(T0 + 3_000, v6_syn("2001:db8:1:2::10", 40001));
+    p.push(T0 + 4_000, v6_syn("2001:db8:9:9::10", 40002));
+    // A second router offering itself as default router.
+    p.push(
+        T0 + 5_000,
+        router_advert_from(
+            PHONE_MAC,
+            "fe80::66",
+            255,
+            "2001:db8:66::",
+            "2001:db8:66::53",
+        ),
+    );
+    let path = dir.path().join("ra.pcap");
+    p.write(&path);
+    run_files(&Config::default(), &store, vec![path]);
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT router_addr || ' ' || router_mac || ' ' || router_lifetime_s || ' ' || \
+             home_prefixes::VARCHAR || ' ' || rdnss::VARCHAR || ' ' || source_mac FROM router_adverts ORDER BY ts"
+        ),
+        vec![
+            "fe80::1 00:1b:21:44:55:66 1800 ['2001:db8:1:2::/64'] ['2001:db8:1:2::1'] 00:1b:21:44:55:66",
+            "fe80::66 7a:11:22:33:44:55 1800 ['2001:db8:66::/64'] ['2001:db8:66::53'] 7a:11:22:33:44:55"
+        ]
+    );
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT rule || ' ' || severity || ' ' || device_mac || ' ' || peer FROM alerts WHERE rule = 'rogue_ra'"
+        ),
+        vec!["rogue_ra high 7a:11:22:33:44:55 fe80::66"]
+    );
+    let addrs = |store: &Store| {
+        q::<String>(
+            store,
+            "SELECT mac || ' ' || addr || ' ' || source FROM device_addresses WHERE addr LIKE '2001:%' ORDER BY addr",
+        )
+    };
+    assert_eq!(addrs(&store), vec!["b8:27:eb:11:22:33 2001:db8:1:2::10 ip"]);
+    assert_eq!(
+        q1::<String>(
+            &store,
+            "SELECT last_ipv6 FROM devices WHERE mac = 'b8:27:eb:11:22:33'"
+        ),
+        "2001:db8:1:2::10"
+    );
+
+    // The next run knows the prefix before any advertisement.
+    let mut p = Pcap::default();
+    p.push(T0 + 60_000_000, v6_syn("2001:db8:1:2::20", 40003));
+    let path = dir.path().join("later.pcap");
+    p.write(&path);
+    run_files(&Config::default(), &store, vec![path]);
+    assert_eq!(
+        addrs(&store),
+        vec![
+            "b8:27:eb:11:22:33 2001:db8:1:2::10 ip",
+            "b8:27:eb:11:22:33 2001:db8:1:2::20 ip"
+        ]
+    );
+
+    // Switched off, nothing is learned.
+    let mut cfg = Config::default();
+    cfg.network.learn_ipv6_prefixes = false;
+    let off = Store::open(&dir.path().join("off.duckdb")).unwrap();
+    run_files(&cfg, &off, vec![dir.path().join("ra.pcap")]);
+    assert!(addrs(&off).is_empty());
+    assert_eq!(q1::<i64>(&off, "SELECT count(*) FROM router_adverts"), 2);
 }
 
 #[test]

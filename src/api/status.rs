@@ -135,6 +135,7 @@ impl StatusApi {
                     ("http", "ts"),
                     ("dhcp", "ts"),
                     ("names", "ts"),
+                    ("router_adverts", "ts"),
                     ("devices", "first_seen"),
                     ("alerts", "ts"),
                 ] {

@@ -106,6 +106,8 @@ pub enum L4<'a> {
         icmp_type: u8,
         code: u8,
         payload_len: u32,
+        /// The captured message from its type byte (header included).
+        msg: &'a [u8],
     },
     /// Later fragments, first fragments too short for their transport header, and
     /// protocols without ports (GRE, ESP, IGMP, ...).
@@ -450,12 +452,14 @@ pub fn decode(link: LinkType, data: &[u8], wire_len: u32) -> Result<Decoded<'_>,
                     icmp_type: i.type_u8(),
                     code: i.code_u8(),
                     payload_len: declared_after(i.slice()).saturating_sub(8),
+                    msg: i.slice(),
                 },
                 Some(TransportSlice::Icmpv6(i)) => L4::Icmp {
                     v6: true,
                     icmp_type: i.type_u8(),
                     code: i.code_u8(),
                     payload_len: declared_after(i.slice()).saturating_sub(8),
+                    msg: i.slice(),
                 },
                 Some(TransportSlice::Igmp(_)) | None => {
                     if fragment.is_none()

@@ -45,6 +45,7 @@ pub struct DetectConfig {
     pub brute_force: BruteForceConfig,
     pub arp_spoof: ArpSpoofConfig,
     pub rogue_dhcp: RogueDhcpConfig,
+    pub rogue_ra: RogueRaConfig,
     pub new_device: NewDeviceConfig,
     pub dga: DgaConfig,
     pub nxdomain_burst: NxdomainBurstConfig,
@@ -76,6 +77,7 @@ impl Default for DetectConfig {
             brute_force: BruteForceConfig::default(),
             arp_spoof: ArpSpoofConfig::default(),
             rogue_dhcp: RogueDhcpConfig::default(),
+            rogue_ra: RogueRaConfig::default(),
             new_device: NewDeviceConfig::default(),
             dga: DgaConfig::default(),
             nxdomain_burst: NxdomainBurstConfig::default(),
@@ -316,6 +318,25 @@ impl Default for RogueDhcpConfig {
         RogueDhcpConfig {
             enabled: true,
             allowed_servers: Vec::new(),
+        }
+    }
+}
+
+/// `rogue_ra`: a second IPv6 router (router advertisements offering a default route).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RogueRaConfig {
+    pub enabled: bool,
+    /// MACs (`aa:bb:cc:dd:ee:ff`) of the legitimate IPv6 routers. Empty: the first
+    /// router seen advertising a default route is taken as the legitimate one.
+    pub allowed_routers: Vec<String>,
+}
+
+impl Default for RogueRaConfig {
+    fn default() -> Self {
+        RogueRaConfig {
+            enabled: true,
+            allowed_routers: Vec::new(),
         }
     }
 }
@@ -571,11 +592,19 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 impl DetectConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for m in &self.local_only_devices {
-            if parse_mac(m).is_none() {
-                return Err(ConfigError(format!(
-                    "detect.local_only_devices: {m:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"
-                )));
+        for (key, macs) in [
+            ("detect.local_only_devices", &self.local_only_devices),
+            (
+                "detect.rogue_ra.allowed_routers",
+                &self.rogue_ra.allowed_routers,
+            ),
+        ] {
+            for m in macs {
+                if parse_mac(m).is_none() {
+                    return Err(ConfigError(format!(
+                        "{key}: {m:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"
+                    )));
+                }
             }
         }
         let windows = [
@@ -706,6 +735,15 @@ mod tests {
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("detect.local_only_devices"), "{e}");
+        let c = DetectConfig {
+            rogue_ra: RogueRaConfig {
+                allowed_routers: vec!["00:11:22:33:44".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("detect.rogue_ra.allowed_routers"), "{e}");
         DetectConfig::default().validate().unwrap();
         let c = DetectConfig {
             port_scan: PortScanConfig {

@@ -63,7 +63,7 @@ impl Rule for DnsBypass {
                 let server = m.resp_addr;
                 match &m.record {
                     ProtoRecord::Dns(d) if m.resp_port == 53 => {
-                        if !ctx.resolvers_known()
+                        if !ctx.resolvers_known_for(server)
                             || ctx.is_resolver(server)
                             || ctx.is_special(server)
                             || !self.first(m.orig_addr, server, d.ts)
@@ -215,6 +215,64 @@ mod tests {
         assert_eq!(kinds, ["dns", "dot", "doh", "doh"]);
         assert!(a.iter().all(|a| a.severity == Severity::Low));
         assert_eq!(a[2].peer.as_deref(), Some("mozilla.cloudflare-dns.com"));
+    }
+
+    /// A dual-stack home: the router advertises its prefix and an RDNSS resolver. A
+    /// device's global IPv6 address is local, the advertised resolver is the home's and
+    /// another IPv6 resolver is a bypass; IPv4 stays unjudged until DHCP is seen.
+    #[test]
+    fn ipv6_home_learned_from_router_advertisements() {
+        let mut ctx = ctx();
+        let dev6 = ip("2001:db8:1:2::10");
+        let ra = crate::proto::RouterAdvertRecord {
+            ts: T0,
+            router_addr: ip("fe80::1"),
+            router_mac: Some(GW_MAC),
+            router_lifetime_s: 1800,
+            managed: false,
+            other_config: false,
+            prefixes: vec![crate::proto::RaPrefix {
+                net: "2001:db8:1:2::/64".parse().unwrap(),
+                on_link: true,
+                autonomous: true,
+                valid_s: 3600,
+                preferred_s: 3600,
+            }],
+            rdnss: vec!["2001:db8:1:2::1".parse().unwrap()],
+            mtu: None,
+            source_mac: None,
+        };
+        let q = |server: &str, n: i64| {
+            dns_via(dev6, ip(server), T0 + n * SEC, "example.com", 28, 0, &[])
+        };
+        // Before the advertisement the device is not local: nothing to judge.
+        let before = run_rule(&mut rule(), &mut ctx, &[q("2001:4860:4860::8888", 1)]);
+        assert!(before.is_empty());
+        let evs = [
+            meta(
+                ip("fe80::1"),
+                134,
+                ip("ff02::1"),
+                0,
+                58,
+                ProtoRecord::RouterAdvert(ra),
+            ),
+            q("2001:db8:1:2::1", 2),
+            q("2001:4860:4860::8888", 3),
+            dns_via(
+                DEV_IP,
+                ip("8.8.8.8"),
+                T0 + 4 * SEC,
+                "example.com",
+                1,
+                0,
+                &[],
+            ),
+        ];
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].peer.as_deref(), Some("2001:4860:4860::8888"));
+        assert!(ctx.is_local(dev6) && !ctx.is_local(ip("2001:db8:1:3::10")));
     }
 
     #[test]

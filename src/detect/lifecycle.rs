@@ -670,8 +670,9 @@ impl Lifecycle {
 }
 
 /// Gives `engine` what earlier runs learned: known devices (so `new_device` does not
-/// report them again) and the resolvers and gateways DHCP advertised in the 30 days
-/// before the newest DHCP message.
+/// report them again), the resolvers and gateways DHCP advertised in the 30 days
+/// before the newest DHCP message, and the IPv6 prefixes and resolvers of router
+/// advertisements in the 30 days before the newest one.
 pub fn seed_engine(conn: &Connection, engine: &mut super::Engine) -> duckdb::Result<()> {
     let mut st = conn.prepare("SELECT mac, hostname FROM devices")?;
     let devices: Vec<super::KnownDevice> = st
@@ -725,6 +726,39 @@ pub fn seed_engine(conn: &Connection, engine: &mut super::Engine) -> duckdb::Res
         )
     };
     engine.seed_dhcp(first, resolvers, gateways);
+    // IPv6: the home prefixes of recent router advertisements, the network's router
+    // (allowed, else the first default router in the store) and the RDNSS resolvers it
+    // advertised recently.
+    engine
+        .ctx
+        .seed_prefixes(&crate::inventory::local::stored_prefixes(conn)?);
+    let router_of = "coalesce(router_mac, source_mac)";
+    let first: Option<[u8; 6]> = conn
+        .prepare(&format!(
+            "SELECT {router_of} FROM router_adverts WHERE router_lifetime_s > 0 AND {router_of} IS NOT NULL ORDER BY ts LIMIT 1"
+        ))?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter_map(|r| super::config::parse_mac(&r.ok()?))
+        .next();
+    let ctx = &mut engine.ctx;
+    if ctx.allowed_routers.is_empty() && ctx.learned_router.is_none() {
+        ctx.learned_router = first;
+    }
+    let quoted = |m: &[u8; 6]| format!("'{}'", crate::inventory::oui::format_mac(*m));
+    let routers: Vec<String> = if ctx.allowed_routers.is_empty() {
+        ctx.learned_router.iter().map(quoted).collect()
+    } else {
+        ctx.allowed_routers.iter().map(quoted).collect()
+    };
+    if !routers.is_empty() {
+        let rdnss = ips(format!(
+            "SELECT DISTINCT s FROM (SELECT unnest(rdnss) AS s FROM router_adverts \
+             WHERE router_lifetime_s > 0 AND {router_of} IN ({}) \
+             AND ts >= (SELECT max(ts) FROM router_adverts) - INTERVAL 30 DAY) ORDER BY s LIMIT 16",
+            routers.join(", ")
+        ))?;
+        engine.seed_dhcp(None, rdnss, []);
+    }
     Ok(())
 }
 

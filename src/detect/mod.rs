@@ -21,6 +21,7 @@
 //! | `brute_force.rs` | `brute_force` |
 //! | `arp_spoof.rs` | `arp_spoof` |
 //! | `rogue_dhcp.rs` | `rogue_dhcp` |
+//! | `rogue_ra.rs` | `rogue_ra` |
 //! | `new_device.rs` | `new_device` |
 //! | `dga_rule.rs` (scoring in `dga.rs`) | `dga`, `nxdomain_burst` |
 //! | `dns_bypass.rs` | `dns_bypass` |
@@ -52,6 +53,7 @@ mod high_risk_port;
 mod local_only;
 mod new_device;
 mod rogue_dhcp;
+mod rogue_ra;
 mod scan;
 mod tls_anomaly;
 
@@ -70,7 +72,7 @@ use crate::flow::FlowRecord;
 use crate::proto::ProtoRecord;
 
 /// Every rule id an alert can carry.
-pub const RULE_IDS: [&str; 19] = [
+pub const RULE_IDS: [&str; 20] = [
     "high_risk_port",
     "dns_tunnel",
     "tls_anomaly",
@@ -81,6 +83,7 @@ pub const RULE_IDS: [&str; 19] = [
     "brute_force",
     "arp_spoof",
     "rogue_dhcp",
+    "rogue_ra",
     "new_device",
     "dga",
     "nxdomain_burst",
@@ -115,7 +118,7 @@ pub struct KnownDevice {
 /// What the rules share about the network, learned from the events.
 pub struct Ctx {
     pub cfg: DetectConfig,
-    local: Vec<ipnet::IpNet>,
+    local: crate::inventory::local::LocalNets,
     /// Latest packet time seen (µs).
     pub now: i64,
     configured_resolvers: HashSet<IpAddr>,
@@ -132,6 +135,10 @@ pub struct Ctx {
     /// Without allowed servers: the first DHCP server seen (in this run or, seeded, in
     /// earlier ones) is taken as the network's own.
     learned_dhcp: Option<IpAddr>,
+    /// `detect.rogue_ra.allowed_routers`; without them, the first IPv6 default router
+    /// seen (this run or, seeded, an earlier one).
+    allowed_routers: HashSet<[u8; 6]>,
+    learned_router: Option<[u8; 6]>,
 }
 
 /// The local and remote sides of a flow.
@@ -155,7 +162,7 @@ impl Ctx {
     pub fn new(cfg: &crate::config::Config) -> Ctx {
         let d = cfg.detect.clone();
         Ctx {
-            local: cfg.network.local_networks.clone(),
+            local: crate::inventory::local::LocalNets::new(cfg),
             now: i64::MIN,
             configured_resolvers: d.dns_servers.iter().copied().collect(),
             learned_resolvers: HashSet::new(),
@@ -166,12 +173,26 @@ impl Ctx {
             known_hostnames: HashSet::new(),
             allowed_dhcp: d.rogue_dhcp.allowed_servers.iter().copied().collect(),
             learned_dhcp: None,
+            allowed_routers: d
+                .rogue_ra
+                .allowed_routers
+                .iter()
+                .filter_map(|m| config::parse_mac(m))
+                .collect(),
+            learned_router: None,
             cfg: d,
         }
     }
 
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        self.local.iter().any(|n| n.contains(&ip))
+        self.local.contains(ip)
+    }
+
+    /// IPv6 prefixes earlier runs learned from router advertisements.
+    pub fn seed_prefixes(&mut self, nets: &[ipnet::IpNet]) {
+        for n in nets {
+            self.local.learn(*n);
+        }
     }
 
     /// A unicast internet address: not local, multicast, broadcast, loopback or unspecified.
@@ -196,8 +217,16 @@ impl Ctx {
         }
     }
 
-    pub fn resolvers_known(&self) -> bool {
-        !self.configured_resolvers.is_empty() || !self.learned_resolvers.is_empty()
+    /// Whether the home's resolvers for `server`'s address family are known: configured,
+    /// or learned (DHCP for IPv4, router advertisements' RDNSS for IPv6). A network whose
+    /// IPv6 resolvers were seen but not yet its DHCP lease must not call every IPv4
+    /// query a bypass.
+    pub fn resolvers_known_for(&self, server: IpAddr) -> bool {
+        !self.configured_resolvers.is_empty()
+            || self
+                .learned_resolvers
+                .iter()
+                .any(|r| r.is_ipv4() == server.is_ipv4())
     }
 
     /// Routers advertised by DHCP (option 3).
@@ -256,6 +285,35 @@ impl Ctx {
         }
     }
 
+    /// Whether `mac` is the network's IPv6 router: one of the allowed routers, else the
+    /// first default router seen.
+    pub fn is_ipv6_router(&self, mac: [u8; 6]) -> bool {
+        if self.allowed_routers.is_empty() {
+            self.learned_router == Some(mac)
+        } else {
+            self.allowed_routers.contains(&mac)
+        }
+    }
+
+    /// The network's IPv6 router(s) as text, for explanations.
+    pub fn ipv6_routers_text(&self) -> String {
+        let mut v: Vec<String> = if self.allowed_routers.is_empty() {
+            self.learned_router
+                .iter()
+                .copied()
+                .map(crate::inventory::oui::format_mac)
+                .collect()
+        } else {
+            self.allowed_routers
+                .iter()
+                .copied()
+                .map(crate::inventory::oui::format_mac)
+                .collect()
+        };
+        v.sort();
+        v.join(", ")
+    }
+
     /// The network's DHCP server(s) as text, for explanations.
     pub fn dhcp_servers_text(&self) -> String {
         if self.allowed_dhcp.is_empty() {
@@ -295,6 +353,29 @@ impl Ctx {
                     && self.gateways.len() < MAX_LEARNED
                 {
                     self.gateways.insert(IpAddr::V4(r));
+                }
+            }
+            ProtoRecord::RouterAdvert(ra) => {
+                self.local.learn_from(&m.record);
+                // Only a default router (lifetime > 0) is a candidate: Thread border
+                // routers and the like advertise prefixes with lifetime 0.
+                let Some(mac) = ra.router_mac.or(ra.source_mac) else {
+                    return;
+                };
+                if ra.router_lifetime_s == 0 {
+                    return;
+                }
+                if self.allowed_routers.is_empty() && self.learned_router.is_none() {
+                    self.learned_router = Some(mac);
+                }
+                // Resolvers the home's router hands out by RDNSS, next to DHCP's; never a
+                // rogue router's.
+                if self.is_ipv6_router(mac) {
+                    for s in &ra.rdnss {
+                        if self.learned_resolvers.len() < MAX_LEARNED {
+                            self.learned_resolvers.insert(IpAddr::V6(*s));
+                        }
+                    }
                 }
             }
             ProtoRecord::Dns(d) => {
@@ -361,6 +442,7 @@ pub fn event_ts(ev: &Event) -> Option<i64> {
             ProtoRecord::Dhcp(d) => d.ts,
             ProtoRecord::Name(n) => n.ts,
             ProtoRecord::Cleartext(c) => c.ts,
+            ProtoRecord::RouterAdvert(r) => r.ts,
         },
         Event::Device(d) => d.last_seen,
         Event::DeviceAddress(a) => a.last_seen,
@@ -485,6 +567,9 @@ impl Engine {
         }
         if d.rogue_dhcp.enabled {
             rules.push(Box::new(rogue_dhcp::RogueDhcp::new(d)));
+        }
+        if d.rogue_ra.enabled {
+            rules.push(Box::new(rogue_ra::RogueRa::new(d)));
         }
         if d.new_device.enabled {
             rules.push(Box::new(new_device::NewDevice::new(d)));

@@ -415,6 +415,11 @@ impl FlowTable {
                 flow.bits |= F_APP_DONE;
             }
         }
+        // ICMPv6 carries a payload here only when it is a router advertisement the
+        // processor vetted (hop limit 255, link-local source).
+        if p.proto == 58 && !p.payload.is_empty() && !p.later_fragment {
+            crate::proto::on_icmpv6(p.ts, p.src, p.src_mac, p.payload, &mut self.proto_out);
+        }
         let outcome = PacketOutcome {
             new_flow,
             direction: dir,

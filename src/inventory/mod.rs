@@ -9,6 +9,7 @@
 //! published at most every `REFRESH` of packet time, so the store sees a few rows per
 //! device per minute, not one per packet.
 
+pub mod local;
 pub mod oui;
 
 use std::collections::HashMap;
@@ -75,7 +76,7 @@ struct Device {
 
 pub struct Inventory {
     devices: HashMap<[u8; 6], Device, foldhash::fast::RandomState>,
-    local: Vec<ipnet::IpNet>,
+    local: local::LocalNets,
     last_refresh: i64,
 }
 
@@ -87,7 +88,7 @@ impl Inventory {
     pub fn new(cfg: &Config) -> Self {
         Inventory {
             devices: HashMap::with_hasher(Default::default()),
-            local: cfg.network.local_networks.clone(),
+            local: local::LocalNets::new(cfg),
             last_refresh: i64::MIN,
         }
     }
@@ -101,7 +102,14 @@ impl Inventory {
     }
 
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        self.local.iter().any(|n| n.contains(&ip))
+        self.local.contains(ip)
+    }
+
+    /// Prefixes earlier runs learned (see [`local::stored_prefixes`]).
+    pub fn seed_prefixes(&mut self, nets: &[ipnet::IpNet]) {
+        for n in nets {
+            self.local.learn(*n);
+        }
     }
 
     fn device(&mut self, mac: [u8; 6], ts: i64) -> &mut Device {
@@ -171,9 +179,15 @@ impl Inventory {
         } else {
             &mut d.rec.last_ipv6
         };
-        if *slot != Some(ip) {
+        // A dual-stack device alternates between its link-local address (mDNS,
+        // neighbour discovery) and its global ones: the latest routable address is the
+        // one worth showing. The address itself is published above when new, so the
+        // device row follows at the next refresh.
+        let link_local =
+            |a: IpAddr| matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80);
+        if *slot != Some(ip) && (!link_local(ip) || slot.is_none_or(link_local)) {
             *slot = Some(ip);
-            d.changed = true;
+            d.dirty = true;
         }
     }
 
@@ -293,6 +307,9 @@ impl Inventory {
                     dev.rec.hostname_source = Some(n.source);
                     dev.changed = true;
                 }
+            }
+            ProtoRecord::RouterAdvert(_) => {
+                self.local.learn_from(&m.record);
             }
             _ => {}
         }

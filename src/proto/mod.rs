@@ -1,6 +1,7 @@
 //! Application-protocol metadata of flows: DNS, TLS, HTTP/1, DHCP, local name
-//! announcements (mDNS, SSDP, NetBIOS-NS, LLMNR) and cleartext logins / legacy
-//! protocols (FTP, POP3, IMAP, telnet, SMBv1), emitted as [`ProtoRecord`]s.
+//! announcements (mDNS, SSDP, NetBIOS-NS, LLMNR), cleartext logins / legacy
+//! protocols (FTP, POP3, IMAP, telnet, SMBv1) and IPv6 router advertisements (`ndp`),
+//! emitted as [`ProtoRecord`]s.
 //!
 //! This module is the contract with the flow layer: it keeps one [`AppState`] per
 //! flow, picks the parser by port (UDP; TCP for the server-first login protocols of
@@ -14,6 +15,7 @@ mod fingerprint;
 mod http;
 mod login;
 mod names;
+mod ndp;
 mod socks;
 mod stream;
 mod tls;
@@ -23,6 +25,7 @@ pub use dns::{DnsAnswer, DnsRecord, qtype_name, rcode_name};
 pub use http::HttpRecord;
 pub use login::CleartextRecord;
 pub use names::NameRecord;
+pub use ndp::{RaPrefix, RouterAdvertRecord, on_icmpv6};
 pub use tls::TlsRecord;
 
 use serde::Serialize;
@@ -76,6 +79,8 @@ pub enum ProtoRecord {
     /// A cleartext login (FTP, POP3, IMAP, telnet) or a legacy session (telnet, SMBv1).
     /// Used by detection; not stored in a table of its own.
     Cleartext(CleartextRecord),
+    /// An IPv6 router advertisement: the home's prefixes and resolvers.
+    RouterAdvert(RouterAdvertRecord),
 }
 
 /// Tunnels (HTTP CONNECT, SOCKS) looked into per connection.

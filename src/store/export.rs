@@ -33,6 +33,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("http", "ts"),
     ("dhcp", "ts"),
     ("names", "ts"),
+    ("router_adverts", "ts"),
     ("devices", "last_seen"),
     ("device_addresses", "last_seen"),
     ("capture_stats", "recorded_at"),

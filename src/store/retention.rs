@@ -27,6 +27,7 @@ pub const TABLES: &[(&str, &str, &str)] = &[
     ("http", "ts", "true"),
     ("dhcp", "ts", "true"),
     ("names", "ts", "true"),
+    ("router_adverts", "ts", "true"),
     ("capture_stats", "recorded_at", "true"),
     ("alerts", "last_ts", "state IN ('resolved', 'dismissed')"),
     ("flow_features", "ts", "true"),

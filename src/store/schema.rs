@@ -469,6 +469,30 @@ ALTER TABLE device_features ALTER distinct_snis_log TYPE FLOAT;
 ALTER TABLE device_features ALTER failed_connections_log TYPE FLOAT;
 "#,
     },
+    Migration {
+        version: 6,
+        description: "IPv6 router advertisements; fragments attributed to no flow in capture_stats",
+        sql: r#"
+-- What the home's IPv6 routers advertise. Their on-link / autonomous prefixes are what
+-- makes a dual-stack device's global addresses "local"; each run starts knowing the
+-- prefixes advertised in the 30 days before the newest row here.
+CREATE TABLE router_adverts (
+    ts TIMESTAMP NOT NULL,
+    flow_id BIGINT NOT NULL,
+    router_addr VARCHAR NOT NULL,   -- the router's link-local address
+    router_mac VARCHAR,             -- frame source
+    router_lifetime_s USMALLINT NOT NULL, -- 0: not a default router
+    managed BOOLEAN NOT NULL,       -- M flag: addresses from DHCPv6
+    other_config BOOLEAN NOT NULL,  -- O flag: DNS etc. from DHCPv6
+    prefixes VARCHAR[] NOT NULL,    -- every prefix information option, e.g. '2001:db8:1::/64'
+    home_prefixes VARCHAR[] NOT NULL, -- those counted as local (on-link or SLAAC, valid, /32 or longer)
+    rdnss VARCHAR[] NOT NULL,       -- recursive DNS servers (option 25)
+    mtu UINTEGER,
+    source_mac VARCHAR              -- source link-layer address option
+);
+ALTER TABLE capture_stats ADD COLUMN fragments_unattributed UBIGINT;
+"#,
+    },
 ];
 
 pub fn latest_version() -> i32 {

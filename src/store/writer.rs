@@ -42,6 +42,7 @@ pub struct WriterStats {
     pub http: u64,
     pub dhcp: u64,
     pub names: u64,
+    pub router_adverts: u64,
     pub device_updates: u64,
     pub address_updates: u64,
     pub capture_stats: u64,
@@ -238,7 +239,7 @@ impl Writer {
             if let Event::CaptureStats(s) = e {
                 let reasons = serde_json::to_string(&s.malformed_by_reason).unwrap_or_default();
                 self.conn.execute(
-                    "INSERT INTO capture_stats VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO capture_stats VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     params![
                         self.run_id,
                         s.source,
@@ -261,6 +262,7 @@ impl Writer {
                         s.source_stats.queue_dropped,
                         s.store_dropped,
                         s.source_stats.error,
+                        s.fragments_unattributed,
                     ],
                 )?;
                 self.stats.capture_stats += 1;
@@ -284,6 +286,7 @@ impl Writer {
         let mut http = self.conn.appender("http")?;
         let mut dhcp = self.conn.appender("dhcp")?;
         let mut names = self.conn.appender("names")?;
+        let mut adverts = self.conn.appender("router_adverts")?;
         for m in metas() {
             let fid = m.flow_id as i64;
             let (oa, ra) = (m.orig_addr.to_string(), m.resp_addr.to_string());
@@ -406,11 +409,43 @@ impl Writer {
                     ])?;
                     self.stats.names += 1;
                 }
+                ProtoRecord::RouterAdvert(r) => {
+                    let nets = |home: bool| {
+                        text_list(
+                            r.prefixes
+                                .iter()
+                                .filter(|p| !home || p.is_home_prefix())
+                                .map(|p| p.net.to_string()),
+                        )
+                    };
+                    adverts.append_row(params![
+                        ts(r.ts),
+                        fid,
+                        r.router_addr.to_string(),
+                        mac(r.router_mac),
+                        r.router_lifetime_s,
+                        r.managed,
+                        r.other_config,
+                        nets(false),
+                        nets(true),
+                        text_list(r.rdnss.iter().map(|a| a.to_string())),
+                        r.mtu,
+                        mac(r.source_mac),
+                    ])?;
+                    self.stats.router_adverts += 1;
+                }
                 // Cleartext logins feed the detection rules; their alerts are stored.
                 ProtoRecord::Cleartext(_) => {}
             }
         }
-        for a in [&mut dns, &mut tls, &mut http, &mut dhcp, &mut names] {
+        for a in [
+            &mut dns,
+            &mut tls,
+            &mut http,
+            &mut dhcp,
+            &mut names,
+            &mut adverts,
+        ] {
             a.flush()?;
         }
         Ok(())

@@ -30,6 +30,8 @@ pkgs=(
     hydra               # SSH and telnet brute force
     iodine              # iodine + iodined: DNS tunnel
     dsniff              # arpspoof
+    radvd               # IPv6 router advertisements of the lab router (rogue_ra)
+    thc-ipv6            # atk6-fake_router26: the rogue IPv6 router
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -176,7 +176,7 @@ need_root() { [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"; }
 required_tools() {
     local t missing=()
     for t in ip ethtool nft tcpdump dnsmasq dhclient busybox dig curl openssl /usr/sbin/sshd \
-        ssh-keygen "$PY" ntpdig nmap hping3 hydra iodine iodined arpspoof ss awk; do
+        ssh-keygen "$PY" ntpdig nmap hping3 hydra iodine iodined arpspoof radvd atk6-fake_router26 ss awk; do
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     "$PY" -c 'import pyftpdlib' 2>/dev/null || missing+=("python3-pyftpdlib")

@@ -138,6 +138,8 @@ pub struct Worker {
     conn: Connection,
     lc: Lifecycle,
     is_local: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+    /// What `is_local` reads: the configured networks and the learned IPv6 prefixes.
+    local: Arc<std::sync::RwLock<crate::inventory::local::LocalNets>>,
     facts: HashMap<u64, FlowFacts>,
     windows: DeviceWindows,
     flows: Vec<FlowRow>,
@@ -160,9 +162,18 @@ impl Worker {
         lc: Lifecycle,
         notify: Option<Sender<StoredAlert>>,
     ) -> Worker {
-        let nets = cfg.network.local_networks.clone();
+        let mut local = crate::inventory::local::LocalNets::new(cfg);
+        match crate::inventory::local::stored_prefixes(&conn) {
+            Ok(nets) => nets.into_iter().for_each(|n| {
+                local.learn(n);
+            }),
+            Err(e) => tracing::warn!(error = %e, "cannot read stored IPv6 prefixes"),
+        }
+        // Learned from router advertisements as they arrive (`on_events`); read per flow.
+        let local = Arc::new(std::sync::RwLock::new(local));
+        let nets = local.clone();
         let is_local: Arc<dyn Fn(IpAddr) -> bool + Send + Sync> =
-            Arc::new(move |ip| nets.iter().any(|n| n.contains(&ip)));
+            Arc::new(move |ip| nets.read().is_ok_and(|n| n.contains(ip)));
         let l2 = is_local.clone();
         let mut windows = DeviceWindows::new(Box::new(move |ip| l2(ip)));
         // Destinations of the last week's stored flows are not "new" after a restart.
@@ -184,6 +195,7 @@ impl Worker {
             conn,
             lc,
             is_local,
+            local,
             facts: HashMap::new(),
             windows,
             flows: Vec::new(),
@@ -221,6 +233,11 @@ impl Worker {
         for ev in events {
             match ev {
                 Event::Meta(m) => {
+                    if matches!(m.record, crate::proto::ProtoRecord::RouterAdvert(_))
+                        && let Ok(mut l) = self.local.write()
+                    {
+                        l.learn_from(&m.record);
+                    }
                     if let Some(f) = self.facts.get_mut(&m.flow_id) {
                         f.add(&m.record);
                     } else if self.facts.len() < FACTS_CAP {
