@@ -1,8 +1,10 @@
 //! `beaconing`: a device connecting to one internet destination like clockwork, as
 //! malware checks in with its command server.
 //!
-//! Connection start times are kept per device and destination (address, port,
-//! protocol), the latest 48 (so `min_connections` is at most 48; the configuration
+//! Connection start times are kept per device and destination (port, protocol, and
+//! the DNS name that resolved to the address, else the address itself: a command
+//! server behind a CDN or a round-robin name changes address from one check-in to the
+//! next, its name stays), the latest 48 (so `min_connections` is at most 48; the configuration
 //! check refuses more). Once there are `min_connections` spanning `min_span_secs`, the
 //! intervals between consecutive starts are examined: their median is the period, and
 //! the jitter is the median absolute deviation divided by the period. A period between
@@ -26,11 +28,20 @@ pub(crate) const KEEP: usize = 48;
 /// Destinations tracked at once (each keeps up to `KEEP` times).
 const MAX_KEYS: usize = 20_000;
 
-type Key = (IpAddr, IpAddr, u16, u8);
+/// Where a device connects: the name it looked up, else the bare address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Dest {
+    Name(Box<str>),
+    Addr(IpAddr),
+}
+
+type Key = (IpAddr, Dest, u16, u8);
 
 #[derive(Default)]
 struct Series {
     starts: Vec<i64>,
+    /// Distinct addresses seen (up to 8, for the evidence).
+    addrs: Vec<IpAddr>,
     mac: Option<[u8; 6]>,
     flows: Vec<u64>,
     reported_at: Option<i64>,
@@ -94,9 +105,17 @@ impl Rule for Beaconing {
             return;
         }
         let c = &ctx.cfg.beaconing;
-        let key = (f.orig_addr, f.resp_addr, port, f.proto);
+        let name = ctx.name_of(f.resp_addr);
+        let dest = match name {
+            Some(n) => Dest::Name(n.into()),
+            None => Dest::Addr(f.resp_addr),
+        };
+        let key = (f.orig_addr, dest, port, f.proto);
         let s = self.series.touch(&key, f.first_ts, Series::default);
         s.mac = f.orig_mac.or(s.mac);
+        if s.addrs.len() < 8 && !s.addrs.contains(&f.resp_addr) {
+            s.addrs.push(f.resp_addr);
+        }
         let at = s.starts.partition_point(|&t| t <= f.first_ts);
         s.starts.insert(at, f.first_ts);
         if s.starts.len() > KEEP {
@@ -124,7 +143,6 @@ impl Rule for Beaconing {
             return;
         }
         s.reported_at = Some(f.first_ts);
-        let name = ctx.name_of(f.resp_addr);
         let suspicious_name = name.is_some_and(|n| is_dga(super::dga::registrable(n)));
         let sev = if name.is_none() || suspicious_name {
             Severity::Medium
@@ -132,10 +150,12 @@ impl Rule for Beaconing {
             Severity::Low
         };
         let dev = who(f.orig_addr, s.mac);
-        let dst = match name {
-            Some(n) => format!("{} ({n})", f.resp_addr),
-            None => f.resp_addr.to_string(),
+        let dst = match (name, s.addrs.len()) {
+            (Some(n), 1) => format!("{n} ({})", f.resp_addr),
+            (Some(n), k) => format!("{n} ({k} addresses)"),
+            (None, _) => f.resp_addr.to_string(),
         };
+        let peer = name.map_or_else(|| f.resp_addr.to_string(), str::to_string);
         out.push(
             Alert::new(f.first_ts, "beaconing", sev, format!("{dev} checks in with {dst} every {period:.0} s"))
                 .explain(format!(
@@ -151,11 +171,12 @@ impl Rule for Beaconing {
                     }
                 ))
                 .device(s.mac)
-                .peer(f.resp_addr.to_string())
+                .peer(peer)
                 .mitre("T1071")
                 .flows(s.flows.iter().copied())
                 .evidence(json!({
                     "destination": f.resp_addr.to_string(), "name": name, "port": port, "proto": f.proto_name(),
+                    "addresses": s.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "connections": n, "period_secs": period, "jitter": jitter,
                     "span_secs": span / SEC,
                 })),
@@ -218,6 +239,36 @@ mod tests {
         // Regular but only for ten minutes.
         let mut ctx = super::super::testutil::ctx();
         assert!(run_rule(&mut rule(), &mut ctx, &conns(WAN_IP, 20, &[0], 30)).is_empty());
+    }
+
+    /// A command server behind a round-robin name: every check-in goes to another of
+    /// four addresses, so no address alone has enough connections; the name does.
+    #[test]
+    fn check_ins_to_one_name_over_rotating_addresses() {
+        let mut ctx = ctx();
+        let addrs = [
+            "198.51.100.11",
+            "198.51.100.12",
+            "198.51.100.13",
+            "198.51.100.14",
+        ];
+        let mut evs = Vec::new();
+        for i in 0..40i64 {
+            let t = T0 + i * 120 * SEC;
+            let a = addrs[i as usize % 4];
+            evs.push(dns(t - SEC, "cdn.updates-check.example", 0, &[a]));
+            evs.push(
+                FlowB::tcp(DEV_IP, 40000 + i as u16, ip(a), 443)
+                    .at(t)
+                    .dur(SEC)
+                    .ev(),
+            );
+        }
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["beaconing"]);
+        assert_eq!(a[0].peer.as_deref(), Some("cdn.updates-check.example"));
+        assert_eq!(a[0].evidence["addresses"].as_array().unwrap().len(), 4);
+        assert!(a[0].title.contains("4 addresses"), "{}", a[0].title);
     }
 
     #[test]
