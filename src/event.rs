@@ -25,6 +25,17 @@ pub enum Event {
     DeviceAddress(DeviceAddressRecord),
     /// Capture counters for one source (file or interface).
     CaptureStats(Box<crate::pipeline::CaptureStats>),
+    /// A broadcast ARP request ("who has `target_ip`?"): host discovery on the LAN, read
+    /// by `host_scan`. Probes (sender 0.0.0.0) and gratuitous ARP are not published.
+    ArpRequest(ArpRequest),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpRequest {
+    pub ts: i64,
+    pub sender_mac: [u8; 6],
+    pub sender_ip: std::net::Ipv4Addr,
+    pub target_ip: std::net::Ipv4Addr,
 }
 
 /// Protocol metadata plus the identity of the flow it came from.

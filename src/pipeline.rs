@@ -264,6 +264,18 @@ impl Processor {
             Net::Arp(arp) => {
                 self.current.arp_packets += 1;
                 self.inventory.on_arp(ts, arp);
+                if arp.operation == 1
+                    && d.dst_mac == Some([0xff; 6])
+                    && !arp.sender_ip.is_unspecified()
+                    && arp.sender_ip != arp.target_ip
+                {
+                    self.out.push(Event::ArpRequest(crate::event::ArpRequest {
+                        ts,
+                        sender_mac: arp.sender_mac,
+                        sender_ip: arp.sender_ip,
+                        target_ip: arp.target_ip,
+                    }));
+                }
                 self.inventory
                     .on_packet(ts, d.src_mac, d.dst_mac, None, None, wire_len);
             }

@@ -942,6 +942,45 @@ fn ipv6_router_advert_makes_the_home_prefix_local() {
     assert_eq!(q1::<i64>(&off, "SELECT count(*) FROM router_adverts"), 2);
 }
 
+/// An ARP-only sweep of the LAN (what `nmap -sn` sends there): 40 broadcast who-has
+/// requests from one laptop in four seconds, among ordinary ARP (a reply, a gratuitous
+/// announcement, a probe) that must not count.
+#[test]
+fn lan_arp_sweep_raises_host_scan() {
+    let mut p = Pcap::default();
+    p.push(
+        T0,
+        arp(ROUTER_MAC, [192, 168, 1, 1], [0; 6], [192, 168, 1, 1]),
+    );
+    p.push(
+        T0 + 10,
+        arp(CLIENT_MAC, [0, 0, 0, 0], [0; 6], [192, 168, 1, 10]),
+    );
+    p.push(
+        T0 + 20,
+        arp(ROUTER_MAC, [192, 168, 1, 1], CLIENT_MAC, [192, 168, 1, 10]),
+    );
+    for i in 0..40u8 {
+        p.push(
+            T0 + 1_000 + i as i64 * 100_000,
+            arp(
+                CLIENT_MAC,
+                [192, 168, 1, 10],
+                [0; 6],
+                [192, 168, 1, 100 + i],
+            ),
+        );
+    }
+    let (_d, store, _) = analyze(&p, &Config::default());
+    assert_eq!(
+        q::<String>(
+            &store,
+            "SELECT rule || ' ' || severity || ' ' || device_mac || ' ' || mitre_technique || ' ' || (evidence->>'hosts') FROM alerts WHERE rule = 'host_scan'"
+        ),
+        vec!["host_scan medium b8:27:eb:11:22:33 T1018 25"]
+    );
+}
+
 #[test]
 fn corrupt_file_is_named_and_earlier_data_kept() {
     let dir = tempfile::tempdir().unwrap();

@@ -447,6 +447,7 @@ pub fn event_ts(ev: &Event) -> Option<i64> {
         Event::Device(d) => d.last_seen,
         Event::DeviceAddress(a) => a.last_seen,
         Event::CaptureStats(s) => s.last_ts?,
+        Event::ArpRequest(a) => a.ts,
     })
 }
 

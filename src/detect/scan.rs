@@ -1,11 +1,13 @@
 //! `port_scan` (vertical: many ports of one host) and `host_scan` (horizontal: many
-//! hosts), from the outcome of each flow.
+//! hosts), from the outcome of each flow and from ARP requests.
 //!
 //! A *probe* is a connection attempt that exchanged no data: TCP half-open (`S0`),
 //! rejected (`REJ`), SYN-scan style (`SYN, SYN-ACK, RST`), connect-and-close, and
 //! stealth scans (NULL/FIN/Xmas: no SYN and no ACK from the originator); a UDP packet
 //! nobody answered (vertical only: unanswered UDP to many hosts is normal for P2P and
-//! blocked QUIC); an ICMP echo request (horizontal only: ping sweeps). Counted per
+//! blocked QUIC); an ICMP echo request (horizontal only: ping sweeps); a broadcast ARP
+//! request (horizontal only, in a window of its own: `nmap -sn` and arp-scan on the LAN
+//! send nothing else). Counted per
 //! source address, each kind in its own window (`port_scan.window_secs`,
 //! `host_scan.window_secs`).
 //!
@@ -13,8 +15,9 @@
 //! hosts on a system port (< 1024) or a high-risk port → high (a worm or botnet
 //! looking for victims), on other ports → low (P2P clients do this); a vertical scan by
 //! a home device → medium; a home device sweeping the home network → medium when it
-//! probes several ports (a scanner), low for one port (apps discovering cast targets,
-//! printers or cameras do this).
+//! probes several ports (a scanner) or sweeps by ARP (unless it is the home's router,
+//! which resolves addresses for everyone it forwards to), low for one port (apps
+//! discovering cast targets, printers or cameras do this).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -28,6 +31,8 @@ use crate::flow::FlowRecord;
 /// (host, service) pairs remembered per source, kind of scan and window.
 const MAX_PAIRS: usize = 8192;
 const ICMP: u32 = 1 << 16;
+/// A broadcast ARP request for the host: LAN discovery (`nmap -sn`, arp-scan).
+const ARP: u32 = 1 << 17;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Probe {
@@ -79,16 +84,18 @@ impl Window {
         false
     }
 
-    /// Records a probe of `service` on `host`; true when the pair is new. Beyond
-    /// [`MAX_PAIRS`] new pairs are not kept.
-    fn add(&mut self, host: IpAddr, service: u32, flow: u64) -> bool {
+    /// Records a probe of `service` on `host` (by flow `flow`; ARP requests have none);
+    /// true when the pair is new. Beyond [`MAX_PAIRS`] new pairs are not kept.
+    fn add(&mut self, host: IpAddr, service: u32, flow: Option<u64>) -> bool {
         if self.pairs >= MAX_PAIRS && !self.hosts.get(&host).is_some_and(|h| h.contains(&service)) {
             return false;
         }
         let new = self.hosts.entry(host).or_default().insert(service);
         self.pairs += new as usize;
-        if self.flows.len() < super::alert::MAX_ALERT_FLOWS {
-            self.flows.push(flow);
+        if let Some(f) = flow
+            && self.flows.len() < super::alert::MAX_ALERT_FLOWS
+        {
+            self.flows.push(f);
         }
         new
     }
@@ -100,12 +107,130 @@ struct Source {
     /// `port_scan`: TCP and UDP probes.
     vertical: Window,
     vertical_done: HashSet<IpAddr>,
-    /// `host_scan`: TCP and ICMP probes, and how many hosts each service was probed
-    /// on: kept as pairs are added, so the check costs the same whether the source
-    /// has probed ten hosts or thousands.
-    horizontal: Window,
+    /// `host_scan`: TCP and ICMP probes.
+    horizontal: Sweep,
+    /// `host_scan` by ARP, apart: a LAN discovery must not mix with the source's
+    /// internet connections (a P2P client's two ARP lookups would make "arp" the top
+    /// service of its internet sweep).
+    arp: Sweep,
+}
+
+/// One `host_scan` window, and how many hosts each service was probed on: kept as
+/// pairs are added, so the check costs the same whether the source has probed ten
+/// hosts or thousands.
+#[derive(Default)]
+struct Sweep {
+    window: Window,
     per_service: HashMap<u32, usize>,
-    horizontal_done: bool,
+    done: bool,
+}
+
+impl Sweep {
+    /// Records a host probe, rolling the window when it has passed.
+    fn add(&mut self, ctx: &Ctx, ts: i64, dst: IpAddr, service: u32, flow: Option<u64>) {
+        if self
+            .window
+            .roll(ts, ctx.cfg.host_scan.window_secs as i64 * SEC)
+        {
+            self.per_service.clear();
+            self.done = false;
+        }
+        if self.window.add(dst, service, flow) {
+            *self.per_service.entry(service).or_default() += 1;
+        }
+    }
+
+    /// Reports the window once it holds `host_scan.min_hosts` hosts.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &mut self,
+        ctx: &Ctx,
+        mac: Option<[u8; 6]>,
+        src: IpAddr,
+        src_local: bool,
+        dst_local: bool,
+        ts: i64,
+        out: &mut Vec<Alert>,
+    ) {
+        let cfg = &ctx.cfg;
+        let hosts = self.window.hosts.len();
+        if self.done || hosts < cfg.host_scan.min_hosts {
+            return;
+        }
+        self.done = true;
+        let per_service = &self.per_service;
+        let scanner = who(src, mac);
+        let (top, top_n) = per_service
+            .iter()
+            .max_by_key(|(svc, n)| (**n, std::cmp::Reverse(**svc)))
+            .map(|(s, n)| (*s, *n))
+            .unwrap_or((ICMP, 0));
+        let swept = per_service.values().filter(|&&n| n >= 5).count();
+        let top_port = (top & 0xffff) as u16;
+        // The home's router resolves addresses for everyone it forwards to.
+        let router = ctx.is_gateway(src)
+            || ctx.is_dhcp_server(src)
+            || mac.is_some_and(|m| ctx.is_ipv6_router(m));
+        let (sev, device, peer) = if !src_local {
+            (Severity::High, None, src.to_string())
+        } else if !dst_local {
+            let sev = if top == ICMP {
+                Severity::Medium
+            } else if top_port < 1024 || cfg.high_risk_ports.contains(&top_port) {
+                Severity::High
+            } else {
+                Severity::Low
+            };
+            (sev, mac, service_text(top))
+        } else {
+            let sev = if swept >= 3 || (top == ARP && !router) {
+                Severity::Medium
+            } else {
+                Severity::Low
+            };
+            (sev, mac, service_text(top))
+        };
+        let mut services: Vec<String> = per_service.keys().map(|&x| service_text(x)).collect();
+        services.sort();
+        services.truncate(20);
+        let where_ = if dst_local {
+            "on the home network"
+        } else {
+            "on the internet"
+        };
+        out.push(
+            Alert::new(ts, "host_scan", sev, format!("{scanner} swept {hosts} hosts {where_}"))
+                .explain(format!(
+                    "{scanner} probed {hosts} different hosts {where_} within {} s, mostly {} ({top_n} \
+                     hosts), without exchanging data. {}",
+                    cfg.host_scan.window_secs,
+                    if top == ARP {
+                        "by asking for their hardware addresses (ARP)".to_string()
+                    } else {
+                        format!("on {}", service_text(top))
+                    },
+                    if !src_local {
+                        "Someone on the internet is mapping the home network: check the router's port forwards and DMZ."
+                    } else if !dst_local {
+                        "A device probing random internet hosts on one service is typical of a botnet infection."
+                    } else if top == ARP {
+                        "This is how a scanner (nmap -sn, arp-scan, a network app) finds every device on the home \
+                         network; an unexpected one may be an intruder or malware looking for its next victim."
+                    } else {
+                        "Network scanners and some discovery apps do this; an unexpected one may be malware looking for its next victim."
+                    }
+                ))
+                .device(device)
+                .peer(peer)
+                .mitre(if top == ICMP || top == ARP { "T1018" } else { "T1046" })
+                .flows(self.window.flows.iter().copied())
+                .evidence(json!({
+                    "scanner": src.to_string(), "hosts": hosts, "services": services,
+                    "top_service": service_text(top), "top_service_hosts": top_n,
+                    "window_secs": cfg.host_scan.window_secs,
+                })),
+        );
+    }
 }
 
 pub struct Scan {
@@ -117,6 +242,7 @@ pub struct Scan {
 fn service_text(s: u32) -> String {
     match s >> 16 {
         _ if s == ICMP => "icmp".into(),
+        _ if s == ARP => "arp".into(),
         6 => format!("tcp/{}", s & 0xffff),
         17 => format!("udp/{}", s & 0xffff),
         p => format!("{p}/{}", s & 0xffff),
@@ -139,7 +265,23 @@ impl Rule for Scan {
     }
 
     fn on_event(&mut self, ctx: &Ctx, ev: &Event, out: &mut Vec<Alert>) {
-        let Event::Flow(f) = ev else { return };
+        let f = match ev {
+            Event::Flow(f) => f,
+            Event::ArpRequest(a) if self.horizontal => {
+                // Who-has for a LAN address: the sender discovering hosts. The sender is
+                // on the LAN whatever its address, so the sweep is a home device's.
+                let (src, dst) = (IpAddr::V4(a.sender_ip), IpAddr::V4(a.target_ip));
+                if ctx.is_special(dst) {
+                    return;
+                }
+                let s = self.sources.touch(&src, a.ts, Source::default);
+                s.mac = Some(a.sender_mac);
+                s.arp.add(ctx, a.ts, dst, ARP, None);
+                s.arp.check(ctx, s.mac, src, true, true, a.ts, out);
+                return;
+            }
+            _ => return,
+        };
         if !f.is_final {
             return; // a probe is short; only its final record counts
         }
@@ -168,18 +310,10 @@ impl Rule for Scan {
             {
                 s.vertical_done.clear();
             }
-            s.vertical.add(dst, service, f.id);
+            s.vertical.add(dst, service, Some(f.id));
         }
         if horizontal {
-            if s.horizontal
-                .roll(f.first_ts, cfg.host_scan.window_secs as i64 * SEC)
-            {
-                s.per_service.clear();
-                s.horizontal_done = false;
-            }
-            if s.horizontal.add(dst, service, f.id) {
-                *s.per_service.entry(service).or_default() += 1;
-            }
+            s.horizontal.add(ctx, f.first_ts, dst, service, Some(f.id));
         }
 
         // Vertical: ports of this host (TCP and UDP probes).
@@ -223,73 +357,10 @@ impl Rule for Scan {
             }
         }
 
-        // Horizontal: hosts probed over TCP or ICMP.
-        if horizontal && !s.horizontal_done {
-            let hosts = s.horizontal.hosts.len();
-            let per_service = &s.per_service;
-            if hosts >= cfg.host_scan.min_hosts {
-                s.horizontal_done = true;
-                let (top, top_n) = per_service
-                    .iter()
-                    .max_by_key(|(svc, n)| (**n, std::cmp::Reverse(**svc)))
-                    .map(|(s, n)| (*s, *n))
-                    .unwrap_or((ICMP, 0));
-                let swept = per_service.values().filter(|&&n| n >= 5).count();
-                let top_port = (top & 0xffff) as u16;
-                let (sev, device, peer) = if !src_local {
-                    (Severity::High, None, src.to_string())
-                } else if !dst_local {
-                    let sev = if top == ICMP {
-                        Severity::Medium
-                    } else if top_port < 1024 || cfg.high_risk_ports.contains(&top_port) {
-                        Severity::High
-                    } else {
-                        Severity::Low
-                    };
-                    (sev, s.mac, service_text(top))
-                } else {
-                    let sev = if swept >= 3 {
-                        Severity::Medium
-                    } else {
-                        Severity::Low
-                    };
-                    (sev, s.mac, service_text(top))
-                };
-                let mut services: Vec<String> =
-                    per_service.keys().map(|&x| service_text(x)).collect();
-                services.sort();
-                services.truncate(20);
-                let where_ = if dst_local {
-                    "on the home network"
-                } else {
-                    "on the internet"
-                };
-                out.push(
-                    Alert::new(f.first_ts, "host_scan", sev, format!("{scanner} swept {hosts} hosts {where_}"))
-                        .explain(format!(
-                            "{scanner} probed {hosts} different hosts {where_} within {} s, mostly on {} ({top_n} \
-                             hosts), without exchanging data. {}",
-                            cfg.host_scan.window_secs,
-                            service_text(top),
-                            if !src_local {
-                                "Someone on the internet is mapping the home network: check the router's port forwards and DMZ."
-                            } else if !dst_local {
-                                "A device probing random internet hosts on one service is typical of a botnet infection."
-                            } else {
-                                "Network scanners and some discovery apps do this; an unexpected one may be malware looking for its next victim."
-                            }
-                        ))
-                        .device(device)
-                        .peer(peer)
-                        .mitre(if top == ICMP { "T1018" } else { "T1046" })
-                        .flows(s.horizontal.flows.iter().copied())
-                        .evidence(json!({
-                            "scanner": src.to_string(), "hosts": hosts, "services": services,
-                            "top_service": service_text(top), "top_service_hosts": top_n,
-                            "window_secs": cfg.host_scan.window_secs,
-                        })),
-                );
-            }
+        // Horizontal: hosts probed over TCP or ICMP (and ARP, above).
+        if horizontal {
+            s.horizontal
+                .check(ctx, s.mac, src, src_local, dst_local, f.first_ts, out);
         }
     }
 
@@ -401,6 +472,77 @@ mod tests {
         let a = run_rule(&mut rule(), &mut ctx, &evs);
         assert_eq!(ids(&a), ["host_scan"]);
         assert_eq!(a[0].severity, Severity::Medium);
+    }
+
+    fn arp_sweep(sender: IpAddr, mac: [u8; 6], n: u8) -> Vec<Event> {
+        let IpAddr::V4(sender_ip) = sender else {
+            unreachable!()
+        };
+        (0..n)
+            .map(|i| {
+                Event::ArpRequest(crate::event::ArpRequest {
+                    ts: T0 + i as i64 * SEC / 10,
+                    sender_mac: mac,
+                    sender_ip,
+                    target_ip: std::net::Ipv4Addr::new(192, 168, 1, 100 + i),
+                })
+            })
+            .collect()
+    }
+
+    /// `nmap -sn` on the LAN is ARP only: a device asking for 30 addresses is a sweep
+    /// (medium, T1018); the home router asking for its clients is at most low; a few
+    /// requests are nothing.
+    #[test]
+    fn lan_arp_sweep_is_medium_unless_by_the_router() {
+        let mut ctx = ctx();
+        let a = run_rule(&mut rule(), &mut ctx, &arp_sweep(ATT_IP, ATT_MAC, 30));
+        assert_eq!(ids(&a), ["host_scan"]);
+        assert_eq!(
+            (a[0].severity, a[0].mitre),
+            (Severity::Medium, Some("T1018"))
+        );
+        assert_eq!(
+            (a[0].device_mac, a[0].peer.as_deref()),
+            (Some(ATT_MAC), Some("arp"))
+        );
+        assert_eq!(
+            a[0].evidence["hosts"],
+            DetectConfig::default().host_scan.min_hosts
+        );
+        assert!(a[0].flow_ids.is_empty());
+
+        let mut ctx = super::super::testutil::ctx();
+        let mut evs = vec![dhcp_ack(T0 - SEC, DEV_MAC)];
+        evs.extend(arp_sweep(GW_IP, GW_MAC, 30));
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["host_scan"]);
+        assert_eq!(a[0].severity, Severity::Low);
+
+        let mut ctx = super::super::testutil::ctx();
+        let few = DetectConfig::default().host_scan.min_hosts as u8 - 1;
+        assert!(run_rule(&mut rule(), &mut ctx, &arp_sweep(ATT_IP, ATT_MAC, few)).is_empty());
+
+        // A P2P client's ARP lookups do not join its internet sweep (nDPI's gnutella
+        // capture): still low, on its TCP port, not "arp".
+        let mut ctx = super::super::testutil::ctx();
+        let mut evs = arp_sweep(DEV_IP, DEV_MAC, 2);
+        for i in 0..30u16 {
+            evs.push(
+                FlowB::tcp(
+                    DEV_IP,
+                    40000 + i,
+                    ip(&format!("81.2.3.{}", i + 1)),
+                    6346 + i,
+                )
+                .s0()
+                .ev(),
+            );
+        }
+        let a = run_rule(&mut rule(), &mut ctx, &evs);
+        assert_eq!(ids(&a), ["host_scan"]);
+        assert_eq!(a[0].severity, Severity::Low);
+        assert_ne!(a[0].peer.as_deref(), Some("arp"));
     }
 
     /// Hosts first seen through unanswered UDP count for the horizontal sweep only once
