@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The issue asks for >= 95 % detection at <= 1 % FP. The model does not reach
-/// that on held-out data (92.96 % at 0.69 %, see models/dga/README.md), so the
+/// that on held-out data (94.04 % at 0.96 %, see models/dga/README.md), so the
 /// test guards the measured level instead of asserting an unmet target.
-const MIN_DETECTION_PCT: f64 = 92.0;
+const MIN_DETECTION_PCT: f64 = 93.5;
 const MAX_FP_PCT: f64 = 1.0;
 const TARGET_DETECTION_PCT: f64 = 95.0;
 
