@@ -233,7 +233,8 @@ pub struct FloodConfig {
     pub min_flows: u64,
     /// ...except a SYN flood in one flow (`hping3 -S -k`: one source port), reported
     /// when that flow's SYNs came at least this many times faster than `syn_packets`
-    /// per `window_secs`. At least 1.
+    /// per `window_secs`, and an unanswered UDP flow from a home device to the internet
+    /// this many times faster than `udp_packets` per `window_secs`. At least 1.
     pub single_flow_factor: f64,
 }
 

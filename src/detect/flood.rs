@@ -15,9 +15,12 @@
 //!
 //! SYN and UDP floods must also span `min_flows` flows (many source ports or spoofed
 //! addresses): a single steady stream, like a camera sending video to a recorder, is
-//! not a flood. The exception is SYNs: one flow whose SYNs (no data either way) came
+//! not a flood. The exceptions: one flow whose SYNs (no data either way) came
 //! `single_flow_factor` times faster than the SYN threshold's rate is a flood from a
-//! fixed source port (`hping3 -S -k`). Multicast and broadcast targets (IPTV,
+//! fixed source port (`hping3 -S -k`); so is one unanswered UDP flow from a home
+//! device to an internet host that fast (a bot's UDP flood from one port: 1,667
+//! packets/s by default). Within the home (cameras, screen mirroring) and from the
+//! internet (unicast IPTV) a fast one-way UDP stream is ordinary video. Multicast and broadcast targets (IPTV,
 //! discovery) are ignored. Severity is high: a home device flooding someone is
 //! probably part of a botnet, and a flood reaching a home device is an attack on it.
 
@@ -149,8 +152,12 @@ impl Rule for Flood {
         };
         // Packets per second of this flow since its previous record (at least 1 s).
         let rate = pkts as f64 * SEC as f64 / span.max(SEC) as f64;
-        let fast = kind == Kind::Syn
-            && rate >= c.single_flow_factor * limit as f64 / c.window_secs.max(1) as f64;
+        let fast_rate = rate >= c.single_flow_factor * limit as f64 / c.window_secs.max(1) as f64;
+        let fast = match kind {
+            Kind::Syn => fast_rate,
+            Kind::Udp => fast_rate && src_local && ctx.is_public(f.resp_addr),
+            Kind::Icmp => false,
+        };
         let t = self.targets.touch(&f.resp_addr, f.last_ts, Target::default);
         if t.pkts == [0; 3] || since >= t.start.saturating_add(window) || f.last_ts < t.start {
             *t = Target {
@@ -339,6 +346,42 @@ mod tests {
         // 3000 SYNs in a minute from one port: 50/s, far from 10 × the threshold rate.
         let mut ctx = super::super::testutil::ctx();
         assert!(run_rule(&mut rule(), &mut ctx, &[one(3000, 60)]).is_empty());
+    }
+
+    /// One unanswered UDP flow from a home device to an internet host at 2,500
+    /// packets/s for a minute (a bot flooding from one port) is a flood; the same
+    /// stream to another home device (screen mirroring) or from the internet to a
+    /// home device (unicast IPTV) is video.
+    #[test]
+    fn one_flow_udp_flood_only_from_home_to_the_internet() {
+        let stream = |src: IpAddr, dst: IpAddr| {
+            FlowB::udp(src, 40000, dst, 27015)
+                .dur(60 * SEC)
+                .orig(150_000, 78_000_000, 73_800_000)
+                .resp(0, 0, 0)
+                .ev()
+        };
+        let mut ctx = ctx();
+        let a = run_rule(&mut rule(), &mut ctx, &[stream(DEV_IP, WAN_IP)]);
+        assert_eq!(ids(&a), ["flood"]);
+        assert_eq!(a[0].evidence["kind"], "UDP");
+        assert_eq!(a[0].evidence["flows"], 1);
+        assert_eq!(
+            (a[0].device_mac, a[0].mitre),
+            (Some(DEV_MAC), Some("T1498.001"))
+        );
+        for (src, dst) in [(DEV2_IP, DEV_IP), (WAN_IP, DEV_IP)] {
+            let mut ctx = super::super::testutil::ctx();
+            assert!(run_rule(&mut rule(), &mut ctx, &[stream(src, dst)]).is_empty());
+        }
+        // Half the rate: below single_flow_factor x the threshold's rate.
+        let mut ctx = super::super::testutil::ctx();
+        let slow = FlowB::udp(DEV_IP, 40000, WAN_IP, 27015)
+            .dur(60 * SEC)
+            .orig(60_000, 31_200_000, 29_520_000)
+            .resp(0, 0, 0)
+            .ev();
+        assert!(run_rule(&mut rule(), &mut ctx, &[slow]).is_empty());
     }
 
     #[test]
