@@ -535,6 +535,8 @@ fn detect_loop(
     const FLUSH_PACKET_US: i64 = 3_600_000_000;
     let mut last_flush = std::time::Instant::now();
     let mut flushed_at = i64::MIN;
+    const STATE_EVERY_US: i64 = 3_600_000_000;
+    let mut saved_at = i64::MIN;
     loop {
         match rx.recv_timeout(FLUSH_EVERY) {
             Ok(batch) => {
@@ -548,6 +550,14 @@ fn detect_loop(
                     last_flush = std::time::Instant::now();
                     flushed_at = now;
                     lc.resolve_stale(now);
+                }
+                // Learned baselines, every hour of packet time: a killed service loses
+                // at most an hour of them.
+                if now != i64::MIN && now >= saved_at.saturating_add(STATE_EVERY_US) {
+                    if saved_at != i64::MIN {
+                        lc.save_rule_states(&engine.save_states(), now);
+                    }
+                    saved_at = now;
                 }
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -568,6 +578,9 @@ fn detect_loop(
     }
     engine.finish(&mut buf);
     flush(&mut lc, &mut buf);
+    if engine.now() != i64::MIN {
+        lc.save_rule_states(&engine.save_states(), engine.now());
+    }
     lc.stats
 }
 

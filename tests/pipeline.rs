@@ -981,6 +981,125 @@ fn lan_arp_sweep_raises_host_scan() {
     );
 }
 
+/// One upload from the client to an internet server: handshake, `n` segments of
+/// 1,400 bytes, FIN. Starts at `t`.
+fn upload(p: &mut Pcap, t: i64, sport: u16, n: u32) {
+    let srv = [198, 51, 100, 7];
+    p.push(
+        t,
+        tcp(CLIENT_MAC, ROUTER_MAC, C, sport, srv, 443, 1, 0, SYN, &[]),
+    );
+    p.push(
+        t + 1_000,
+        tcp(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            srv,
+            443,
+            C,
+            sport,
+            9,
+            2,
+            SYNACK,
+            &[],
+        ),
+    );
+    let data = vec![0x17u8; 1400];
+    for i in 0..n {
+        p.push(
+            t + 2_000 + i as i64 * 100,
+            tcp(
+                CLIENT_MAC,
+                ROUTER_MAC,
+                C,
+                sport,
+                srv,
+                443,
+                2 + i * 1400,
+                10,
+                PSHACK,
+                &data,
+            ),
+        );
+    }
+    let end = t + 2_000 + n as i64 * 100 + 1_000;
+    p.push(
+        end,
+        tcp(
+            CLIENT_MAC,
+            ROUTER_MAC,
+            C,
+            sport,
+            srv,
+            443,
+            2 + n * 1400,
+            10,
+            FINACK,
+            &[],
+        ),
+    );
+    p.push(
+        end + 500,
+        tcp(
+            ROUTER_MAC,
+            CLIENT_MAC,
+            srv,
+            443,
+            C,
+            sport,
+            10,
+            3 + n * 1400,
+            FINACK,
+            &[],
+        ),
+    );
+}
+
+/// The exfiltration baseline of one run (30 hours of ~280 KB uploads an hour) is
+/// saved in `detect_state` and taken back by the next run, which reports a 4 MB upload
+/// at once; a database without that history cannot judge it.
+#[test]
+fn exfiltration_baseline_survives_a_restart() {
+    let mut cfg = Config::default();
+    cfg.detect.exfiltration.min_bytes = 1_000_000;
+    cfg.ml.enabled = false;
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000_000i64;
+    let mut base = Pcap::default();
+    for h in 0..30 {
+        upload(&mut base, T0 + h * hour, 40000 + h as u16, 200);
+    }
+    let base_path = dir.path().join("baseline.pcap");
+    base.write(&base_path);
+    let mut spike = Pcap::default();
+    upload(&mut spike, T0 + 31 * hour, 41000, 3000);
+    let spike_path = dir.path().join("spike.pcap");
+    spike.write(&spike_path);
+
+    let exfil = |store: &Store| {
+        q::<String>(
+            store,
+            "SELECT rule || ' ' || device_mac || ' ' || peer FROM alerts WHERE rule = 'exfiltration'",
+        )
+    };
+    let store = Store::open(&dir.path().join("t.duckdb")).unwrap();
+    run_files(&cfg, &store, vec![base_path]);
+    assert!(exfil(&store).is_empty());
+    assert_eq!(
+        q1::<String>(&store, "SELECT rule FROM detect_state"),
+        "exfiltration"
+    );
+    run_files(&cfg, &store, vec![spike_path.clone()]);
+    assert_eq!(
+        exfil(&store),
+        vec!["exfiltration b8:27:eb:11:22:33 198.51.100.7"]
+    );
+
+    let fresh = Store::open(&dir.path().join("fresh.duckdb")).unwrap();
+    run_files(&cfg, &fresh, vec![spike_path]);
+    assert!(exfil(&fresh).is_empty());
+}
+
 #[test]
 fn corrupt_file_is_named_and_earlier_data_kept() {
     let dir = tempfile::tempdir().unwrap();

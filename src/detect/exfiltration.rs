@@ -8,8 +8,10 @@
 //! `factor` × the baseline mean, the mean + `sigmas` standard deviations, and
 //! `min_bytes`. The peer is the destination that received the most in the period.
 //!
-//! The baseline lives in memory, so a restarted service needs `baseline_buckets` of
-//! traffic again before it reports; a short capture file never reports.
+//! The baseline (each device's periods) is saved in `detect_state` every hour of
+//! packet time and at the end of a run, and taken back by the next run, so a restart
+//! does not blind the rule for `baseline_buckets` periods; the hours a service was
+//! down count as periods without uploads. A short capture file alone never reports.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -161,6 +163,65 @@ impl Rule for Exfiltration {
         );
     }
 
+    fn save_state(&self) -> Option<serde_json::Value> {
+        let mut devices: Vec<serde_json::Value> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.started)
+            .map(|((mac, ip), d)| {
+                json!({
+                    "mac": mac.map(crate::inventory::oui::format_mac),
+                    "ip": d.ip.or(*ip).map(|a| a.to_string()),
+                    "keyed_by_ip": mac.is_none(),
+                    "bucket": d.bucket, "bytes": d.bytes, "history": d.history,
+                })
+            })
+            .collect();
+        devices.sort_by_key(|d| (d["mac"].to_string(), d["ip"].to_string()));
+        Some(json!({"version": 1, "devices": devices}))
+    }
+
+    fn load_state(&mut self, ctx: &Ctx, state: &serde_json::Value) {
+        if state["version"] != 1 {
+            return;
+        }
+        let len = ctx.cfg.exfiltration.bucket_secs as i64 * SEC;
+        for d in state["devices"].as_array().into_iter().flatten() {
+            let mac = d["mac"].as_str().and_then(super::config::parse_mac);
+            let ip = d["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+            let (Some(bucket), Some(bytes), Some(history)) = (
+                d["bucket"].as_i64(),
+                d["bytes"].as_u64(),
+                d["history"].as_array(),
+            ) else {
+                continue;
+            };
+            let key: Key = match (mac, d["keyed_by_ip"].as_bool()) {
+                (Some(m), Some(false)) => (Some(m), None),
+                (_, Some(true)) if ip.is_some() => (None, ip),
+                _ => continue,
+            };
+            let mut history: VecDeque<u64> = history.iter().filter_map(|v| v.as_u64()).collect();
+            while history.len() > HISTORY {
+                history.pop_front();
+            }
+            let dev = self
+                .devices
+                .touch(&key, bucket.saturating_mul(len), Device::default);
+            if dev.started {
+                continue; // this run saw the device already: its own numbers win
+            }
+            *dev = Device {
+                bucket,
+                bytes,
+                history,
+                ip,
+                started: true,
+                ..Default::default()
+            };
+        }
+    }
+
     fn tick(&mut self, ctx: &Ctx, now: i64, _out: &mut Vec<Alert>) {
         self.counted.prune(now - 86_400 * SEC);
         let len = ctx.cfg.exfiltration.bucket_secs as i64 * SEC;
@@ -194,6 +255,48 @@ mod tests {
         assert_eq!(ids(&a), ["exfiltration"]);
         assert_eq!(a[0].peer.as_deref(), Some("93.184.216.34"));
         assert_eq!(a[0].severity, Severity::Medium);
+    }
+
+    /// The baseline survives a restart: a rule that takes back the saved state of one
+    /// that saw 30 hours reports the spike at once; a fresh one cannot.
+    #[test]
+    fn baseline_survives_a_restart() {
+        let mut ctx = ctx();
+        let mut first = rule();
+        let evs: Vec<_> = (0..30)
+            .map(|h| upload(T0 + h * H, 2_000_000 + (h as u64 % 3) * 500_000))
+            .collect();
+        assert!(run_rule(&mut first, &mut ctx, &evs).is_empty());
+        let state = first.save_state().unwrap();
+        let saved = state["devices"][0]["history"].as_array().unwrap().len();
+        assert_eq!(saved, 29, "{state}");
+        // Through text, as the store keeps it.
+        let state: serde_json::Value = serde_json::from_str(&state.to_string()).unwrap();
+
+        let spike = [upload(T0 + 31 * H + 60 * SEC, 900_000_000)];
+        let mut ctx = super::super::testutil::ctx();
+        let mut fresh = rule();
+        assert!(run_rule(&mut fresh, &mut ctx, &spike).is_empty());
+
+        let mut ctx = super::super::testutil::ctx();
+        let mut restarted = rule();
+        restarted.load_state(&ctx, &state);
+        let a = run_rule(&mut restarted, &mut ctx, &spike);
+        assert_eq!(ids(&a), ["exfiltration"]);
+        assert_eq!(a[0].device_mac, Some(DEV_MAC));
+        // The hour the service was down counts as a period without uploads.
+        assert_eq!(a[0].evidence["baseline_periods"], 31);
+
+        // Foreign or broken state is ignored.
+        let mut other = rule();
+        other.load_state(&ctx, &json!({"version": 9, "devices": [1, 2]}));
+        other.load_state(&ctx, &json!({"version": 1, "devices": [{"mac": "nope"}]}));
+        assert!(
+            other.save_state().unwrap()["devices"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
     }
 
     fn rule() -> Exfiltration {

@@ -648,6 +648,24 @@ impl Lifecycle {
             && now >= self.last_resolve.saturating_add(3600 * SEC)
     }
 
+    /// Stores the rules' learned state (`Engine::save_states`) as of packet time `now`,
+    /// replacing what an earlier save stored. A failure is logged: the state is a
+    /// convenience for the next run, never worth stopping detection for.
+    pub fn save_rule_states(&self, states: &[(&'static str, serde_json::Value)], now: i64) {
+        let save = || -> duckdb::Result<()> {
+            let mut st = self.conn.prepare_cached(
+                "INSERT OR REPLACE INTO detect_state VALUES (?, now()::TIMESTAMP, ?, ?)",
+            )?;
+            for (rule, state) in states {
+                st.execute(params![rule, ts(now), state.to_string()])?;
+            }
+            Ok(())
+        };
+        if let Err(e) = save() {
+            tracing::warn!(error = %e, "saving the rules' learned state failed");
+        }
+    }
+
     /// Marks open alerts not repeated for `detect.resolve_after_secs` before packet time
     /// `now` as resolved; does the work at most once an hour of packet time. Returns how
     /// many were resolved.
@@ -726,6 +744,18 @@ pub fn seed_engine(conn: &Connection, engine: &mut super::Engine) -> duckdb::Res
         )
     };
     engine.seed_dhcp(first, resolvers, gateways);
+    // Baselines rules learned in earlier runs.
+    let mut st = conn.prepare("SELECT rule, state FROM detect_state ORDER BY rule")?;
+    let states: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .filter_map(|r| r.ok())
+        .collect();
+    for (rule, state) in states {
+        match serde_json::from_str::<serde_json::Value>(&state) {
+            Ok(v) => engine.load_state(&rule, &v),
+            Err(e) => tracing::warn!(rule, error = %e, "ignoring unreadable stored rule state"),
+        }
+    }
     // IPv6: the home prefixes of recent router advertisements, the network's router
     // (allowed, else the first default router in the store) and the RDNSS resolvers it
     // advertised recently.

@@ -106,6 +106,14 @@ pub trait Rule: Send {
     fn tick(&mut self, _ctx: &Ctx, _now: i64, _out: &mut Vec<Alert>) {}
     /// End of input (end of the capture files, shutdown): report what is pending.
     fn finish(&mut self, _ctx: &Ctx, _out: &mut Vec<Alert>) {}
+    /// What the rule learned that should survive a restart (a baseline), as JSON;
+    /// `None`: nothing. Saved in `detect_state` every hour of packet time and at the end.
+    fn save_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Takes back what [`Rule::save_state`] returned in an earlier run. Malformed or
+    /// foreign state is ignored.
+    fn load_state(&mut self, _ctx: &Ctx, _state: &serde_json::Value) {}
 }
 
 /// A device known before this run (a row of the `devices` table).
@@ -667,6 +675,21 @@ impl Engine {
             r.tick(&self.ctx, now_us, out);
         }
         sort_alerts(&mut out[start..]);
+    }
+
+    /// Each rule's state worth keeping across restarts, by its first rule id.
+    pub fn save_states(&self) -> Vec<(&'static str, serde_json::Value)> {
+        self.rules
+            .iter()
+            .filter_map(|r| Some((r.ids()[0], r.save_state()?)))
+            .collect()
+    }
+
+    /// Gives the rule whose first id is `rule` the state an earlier run saved.
+    pub fn load_state(&mut self, rule: &str, state: &serde_json::Value) {
+        for r in self.rules.iter_mut().filter(|r| r.ids()[0] == rule) {
+            r.load_state(&self.ctx, state);
+        }
     }
 
     /// End of input: rules report what they were holding back.

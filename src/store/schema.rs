@@ -493,6 +493,21 @@ CREATE TABLE router_adverts (
 ALTER TABLE capture_stats ADD COLUMN fragments_unattributed UBIGINT;
 "#,
     },
+    Migration {
+        version: 7,
+        description: "detection rules' learned state (baselines) across restarts",
+        sql: r#"
+-- One row per rule that keeps a baseline (exfiltration: each device's upload per
+-- period), replaced every hour of packet time and at the end of a run, read when the
+-- next run starts, so a restart does not blind the rule for a day.
+CREATE TABLE detect_state (
+    rule VARCHAR PRIMARY KEY,
+    saved_at TIMESTAMP NOT NULL,    -- wall clock
+    packet_ts TIMESTAMP,            -- latest packet time the state includes
+    state VARCHAR NOT NULL          -- JSON, the rule's own format
+);
+"#,
+    },
 ];
 
 pub fn latest_version() -> i32 {
