@@ -1086,8 +1086,8 @@ fn exfiltration_baseline_survives_a_restart() {
     run_files(&cfg, &store, vec![base_path]);
     assert!(exfil(&store).is_empty());
     assert_eq!(
-        q1::<String>(&store, "SELECT rule FROM detect_state"),
-        "exfiltration"
+        q::<String>(&store, "SELECT rule FROM detect_state ORDER BY rule"),
+        vec!["beaconing", "exfiltration"]
     );
     run_files(&cfg, &store, vec![spike_path.clone()]);
     assert_eq!(

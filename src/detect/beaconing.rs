@@ -10,6 +10,10 @@
 //! the jitter is the median absolute deviation divided by the period. A period between
 //! `min_interval_secs` and `max_interval_secs` with jitter up to `max_jitter` is a beacon.
 //!
+//! The series are saved in `detect_state` (hourly and at the end of a run) and taken
+//! back by the next run: an hourly beacon needs a day of check-ins, more than many
+//! services stay up between updates.
+//!
 //! Lots of legitimate software polls too (smart plugs, weather stations, update
 //! checks), so a beacon to a destination the device looked up by name is low; medium
 //! only when no DNS answer ever named the address (hard-coded addresses are a malware
@@ -183,6 +187,80 @@ impl Rule for Beaconing {
         );
     }
 
+    /// Series with at least two check-ins survive a restart (an hourly beacon needs a
+    /// day of them); flow ids do not (they belong to the earlier run's evidence).
+    fn save_state(&self) -> Option<serde_json::Value> {
+        let mut series: Vec<serde_json::Value> = self
+            .series
+            .iter()
+            .filter(|(_, s)| s.starts.len() >= 2)
+            .map(|((dev, dest, port, proto), s)| {
+                let (name, addr) = match dest {
+                    Dest::Name(n) => (Some(n.to_string()), None),
+                    Dest::Addr(a) => (None, Some(a.to_string())),
+                };
+                json!({
+                    "device": dev.to_string(), "name": name, "addr": addr, "port": port,
+                    "proto": proto, "starts": s.starts, "mac": s.mac.map(crate::inventory::oui::format_mac),
+                    "addrs": s.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "reported_at": s.reported_at,
+                })
+            })
+            .collect();
+        series.sort_by_key(|v| v.to_string());
+        Some(json!({"version": 1, "series": series}))
+    }
+
+    fn load_state(&mut self, _ctx: &Ctx, state: &serde_json::Value) {
+        if state["version"] != 1 {
+            return;
+        }
+        for v in state["series"].as_array().into_iter().flatten() {
+            let dev = v["device"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+            let dest = match (
+                v["name"].as_str(),
+                v["addr"].as_str().and_then(|s| s.parse().ok()),
+            ) {
+                (Some(n), _) => Some(Dest::Name(n.into())),
+                (None, Some(a)) => Some(Dest::Addr(a)),
+                _ => None,
+            };
+            let port = v["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+            let proto = v["proto"].as_u64().and_then(|p| u8::try_from(p).ok());
+            let mut starts: Vec<i64> = v["starts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_i64())
+                .collect();
+            let (Some(dev), Some(dest), Some(port), Some(proto)) = (dev, dest, port, proto) else {
+                continue;
+            };
+            if starts.is_empty() {
+                continue;
+            }
+            starts.sort_unstable();
+            starts.drain(..starts.len().saturating_sub(KEEP));
+            let last = *starts.last().unwrap_or(&0);
+            let s = self
+                .series
+                .touch(&(dev, dest, port, proto), last, Series::default);
+            if !s.starts.is_empty() {
+                continue; // this run's own series wins
+            }
+            s.starts = starts;
+            s.mac = v["mac"].as_str().and_then(super::config::parse_mac);
+            s.addrs = v["addrs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str()?.parse().ok())
+                .take(8)
+                .collect();
+            s.reported_at = v["reported_at"].as_i64();
+        }
+    }
+
     fn tick(&mut self, ctx: &Ctx, now: i64, _out: &mut Vec<Alert>) {
         self.series
             .prune(now - 2 * ctx.cfg.beaconing.max_interval_secs as i64 * SEC);
@@ -269,6 +347,40 @@ mod tests {
         assert_eq!(a[0].peer.as_deref(), Some("cdn.updates-check.example"));
         assert_eq!(a[0].evidence["addresses"].as_array().unwrap().len(), 4);
         assert!(a[0].title.contains("4 addresses"), "{}", a[0].title);
+    }
+
+    /// Half the check-ins before a restart, half after: the restarted rule, given the
+    /// saved state, sees the whole series; a fresh one sees too few.
+    #[test]
+    fn series_survive_a_restart() {
+        let all = conns(ip("185.10.10.10"), 120, &[0, 3, -2, 1], 40);
+        let (before, after) = all.split_at(20);
+        let mut ctx = ctx();
+        let mut first = rule();
+        assert!(run_rule(&mut first, &mut ctx, before).is_empty());
+        let state: serde_json::Value =
+            serde_json::from_str(&first.save_state().unwrap().to_string()).unwrap();
+        assert_eq!(state["series"][0]["starts"].as_array().unwrap().len(), 20);
+
+        let mut ctx = super::super::testutil::ctx();
+        assert!(run_rule(&mut rule(), &mut ctx, after).is_empty());
+
+        let mut ctx = super::super::testutil::ctx();
+        let mut restarted = rule();
+        restarted.load_state(&ctx, &state);
+        let a = run_rule(&mut restarted, &mut ctx, after);
+        assert_eq!(ids(&a), ["beaconing"]);
+        assert_eq!(a[0].device_mac, Some(mac_of(DEV_IP)));
+
+        // Broken state is ignored.
+        let mut other = rule();
+        other.load_state(&ctx, &json!({"version": 1, "series": [{"device": "x"}, 3]}));
+        assert!(
+            other.save_state().unwrap()["series"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
