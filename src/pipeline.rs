@@ -329,7 +329,7 @@ impl Processor {
                         let ra = *v6
                             && *icmp_type == 134
                             && ip.ttl == 255
-                            && matches!(ip.src, std::net::IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80);
+                            && matches!(ip.src, std::net::IpAddr::V6(a) if a.is_unicast_link_local());
                         let body = if ra { *msg } else { &[][..] };
                         (s, d, None, *payload_len, *payload_len, body)
                     }

@@ -198,9 +198,7 @@ impl Ctx {
 
     /// IPv6 prefixes earlier runs learned from router advertisements.
     pub fn seed_prefixes(&mut self, nets: &[ipnet::IpNet]) {
-        for n in nets {
-            self.local.learn(*n);
-        }
+        self.local.learn_all(nets);
     }
 
     /// A unicast internet address: not local, multicast, broadcast, loopback or unspecified.
@@ -415,10 +413,7 @@ pub fn is_special(ip: IpAddr) -> bool {
                 || v.is_link_local()
         }
         IpAddr::V6(v) => {
-            v.is_multicast()
-                || v.is_loopback()
-                || v.is_unspecified()
-                || (v.segments()[0] & 0xffc0) == 0xfe80
+            v.is_multicast() || v.is_loopback() || v.is_unspecified() || v.is_unicast_link_local()
         }
     }
 }

@@ -58,6 +58,13 @@ impl LocalNets {
         true
     }
 
+    /// Learns prefixes stored by earlier runs (oldest first, see [`stored_prefixes`]).
+    pub fn learn_all(&mut self, nets: &[IpNet]) {
+        for n in nets {
+            self.learn(*n);
+        }
+    }
+
     /// Learns the home prefixes of a router advertisement; true if any was new.
     pub fn learn_from(&mut self, rec: &ProtoRecord) -> bool {
         let ProtoRecord::RouterAdvert(ra) = rec else {

@@ -107,9 +107,7 @@ impl Inventory {
 
     /// Prefixes earlier runs learned (see [`local::stored_prefixes`]).
     pub fn seed_prefixes(&mut self, nets: &[ipnet::IpNet]) {
-        for n in nets {
-            self.local.learn(*n);
-        }
+        self.local.learn_all(nets);
     }
 
     fn device(&mut self, mac: [u8; 6], ts: i64) -> &mut Device {
@@ -183,8 +181,7 @@ impl Inventory {
         // neighbour discovery) and its global ones: the latest routable address is the
         // one worth showing. The address itself is published above when new, so the
         // device row follows at the next refresh.
-        let link_local =
-            |a: IpAddr| matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80);
+        let link_local = |a: IpAddr| matches!(a, IpAddr::V6(v) if v.is_unicast_link_local());
         if *slot != Some(ip) && (!link_local(ip) || slot.is_none_or(link_local)) {
             *slot = Some(ip);
             d.dirty = true;

@@ -60,14 +60,13 @@ impl RaPrefix {
     /// too-wide prefix must not turn the internet into "local").
     pub fn is_home_prefix(&self) -> bool {
         let a = self.net.network();
-        let s0 = a.segments()[0];
         (self.on_link || self.autonomous)
             && self.valid_s > 0
             && self.net.prefix_len() >= 32
             && !a.is_unspecified()
             && !a.is_loopback()
             && !a.is_multicast()
-            && (s0 & 0xffc0) != 0xfe80
+            && !a.is_unicast_link_local()
     }
 }
 

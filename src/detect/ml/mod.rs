@@ -164,9 +164,7 @@ impl Worker {
     ) -> Worker {
         let mut local = crate::inventory::local::LocalNets::new(cfg);
         match crate::inventory::local::stored_prefixes(&conn) {
-            Ok(nets) => nets.into_iter().for_each(|n| {
-                local.learn(n);
-            }),
+            Ok(nets) => local.learn_all(&nets),
             Err(e) => tracing::warn!(error = %e, "cannot read stored IPv6 prefixes"),
         }
         // Learned from router advertisements as they arrive (`on_events`); read per flow.
