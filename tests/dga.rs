@@ -3,19 +3,16 @@
 //!
 //! The corpus (`../shared/corpus/dga`, 33,746 DGA + 33,740 benign domains) is
 //! split exactly as `models/dga/train.py` splits it: a domain is held out when
-//! `split_key(domain)` is odd. The shipped model was trained on the other half
-//! only, so the numbers printed here are held-out numbers.
+//! `split_key(domain) & 3 == 3`. The shipped model was trained on the other three
+//! quarters only, so the numbers printed here are held-out numbers.
 
 use netguardian::detect::dga::{THRESHOLD, is_dga, registrable, score, split_key};
 use std::path::Path;
 use std::time::Instant;
 
-/// The issue asks for >= 95 % detection at <= 1 % FP. The model does not reach
-/// that on held-out data (94.04 % at 0.96 %, see models/dga/README.md), so the
-/// test guards the measured level instead of asserting an unmet target.
-const MIN_DETECTION_PCT: f64 = 93.5;
+/// The issue's target: >= 95 % detection at <= 1 % false positives.
+const MIN_DETECTION_PCT: f64 = 95.0;
 const MAX_FP_PCT: f64 = 1.0;
-const TARGET_DETECTION_PCT: f64 = 95.0;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/dga");
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/dga/dga_vectors.tsv");
@@ -78,13 +75,13 @@ fn dga_corpus_heldout() {
     let benign = read_list(&dir.join("test_non_dga.csv"));
     let held = |v: &[String]| {
         v.iter()
-            .filter(|d| split_key(d) & 1 == 1)
+            .filter(|d| split_key(d) & 3 == 3)
             .cloned()
             .collect::<Vec<_>>()
     };
     let (hd, hb) = (held(&dga), held(&benign));
     assert!(
-        hd.len() > 10_000 && hb.len() > 10_000,
+        hd.len() > 7_500 && hb.len() > 7_500,
         "split went wrong: {} / {}",
         hd.len(),
         hb.len()
@@ -112,11 +109,6 @@ fn dga_corpus_heldout() {
             "optimised"
         }
     );
-    if det_pct < TARGET_DETECTION_PCT {
-        println!(
-            "dga: below the issue's target of {TARGET_DETECTION_PCT}% detection at <= {MAX_FP_PCT}% FP"
-        );
-    }
     assert!(
         fp_pct <= MAX_FP_PCT,
         "false positives {fp_pct:.2}% > {MAX_FP_PCT}%"

@@ -20,18 +20,22 @@ Model (mirrored byte for byte by src/detect/dga.rs):
      stored numbers.
   score = sigmoid(trees).
 
-Honest evaluation: every domain is put in "train" or "held-out" by
-split_hash(label) & 1 (a mixed 64-bit FNV-1a of the registrable label, so the
-same label under two TLDs never lands on both sides). Everything, including
-the word lists, the folds and the threshold (calibrated on an inner split of
-"train", see CAL_FP), is fitted on "train" only; the
-numbers printed and written to dga_eval.json are on "held-out". The shipped
-model is the one trained on the train half, so the Rust corpus test
-(tests/dga.rs) is also a held-out measurement. `--all` trains on everything
-instead (then the corpus test is no longer held out).
+Honest evaluation: every domain is put in one of four quarters by
+split_hash(label) & 3 (a mixed 64-bit FNV-1a of the registrable label, so the
+same label under two TLDs never lands on both sides). Quarter 3 is held out,
+the other three quarters are "train". Everything, including the word lists,
+the folds and the threshold (calibrated on inner splits of "train", see
+CAL_FP), is fitted on "train" only; the numbers printed and written to
+dga_eval.json are on "held-out". The shipped model is the one trained on
+"train", so the Rust corpus test (tests/dga.rs) is also a held-out
+measurement. `--all` trains on everything instead (then the corpus test is no
+longer held out). `cv.py` runs the same training with each quarter held out
+in turn (`--heldout-quarter Q --eval-only`) and pools the four held-out parts:
+a four-fold cross-validation of the training recipe over the whole corpus.
 
 Usage (from the repository root):
   python3 models/dga/train.py [--corpus ../shared/corpus/dga] [--out src/detect]
+  python3 models/dga/cv.py    [--corpus ../shared/corpus/dga]
 """
 import argparse
 import collections
@@ -61,16 +65,16 @@ WORD_MIN_DOCS = 3       # a dictionary word is kept if it occurs in >= 3 trainin
 GB_PARAMS = dict(max_iter=int(os.environ.get('DGA_TREES', 400)), learning_rate=float(os.environ.get('DGA_LR', 0.08)), max_leaf_nodes=int(os.environ.get('DGA_LEAVES', 31)), min_samples_leaf=40,
                  l2_regularization=1.0, max_features=0.5, early_stopping=False, random_state=0)
 TARGET_FP = 0.009       # without --no-calibrate: threshold at this FP rate on out-of-fold training scores
-# Threshold calibration (training half only): out-of-fold scores are shifted against
+# Threshold calibration (training part only): out-of-fold scores are shifted against
 # scores of unseen data (the held-out FP came out ~0.6 % for a 0.9 % OOF rule). So
-# the training half is split again (bit 1 or 2 of the split key, either side fitted):
-# fit on one quarter, score the other, find the OOF FP rate whose threshold gives
-# CAL_FP on that inner held-out quarter, and use the mean rate over the four splits on
-# the training half's OOF scores.
+# the training part is split again (bit 2 or 3 of the split key, either side fitted):
+# fit on one half of it, score the other, find the OOF FP rate whose threshold gives
+# CAL_FP on that inner held-out half, and use the mean rate over the four splits on
+# the whole training part's OOF scores.
 CAL_FP = 0.009
 # inner splits (split-key bit, value of the fitted side); the OOF rate is averaged over
 # them: one split alone is noisy (0.86-1.17 % OOF FP for the same 0.8 % inner target)
-CAL_SPLITS = ((1, 0), (1, 1), (2, 0), (2, 1))
+CAL_SPLITS = ((2, 0), (2, 1), (3, 0), (3, 1))
 MAGIC = b"NGDGA\x02\x00\x00"
 # word segmentation (stage-2 features): full wamerican list + SEG_SHORT, Viterbi with
 # integer costs (1/SEG_Q units) so Python and Rust sum and compare identical integers
@@ -740,10 +744,10 @@ def oof_gb_scores(x, y, folds, nfold=5):
 
 
 def calibrate_oof_fp(domains, parts, keys, y, folds, tr, exact, wild, words, lex_words):
-    """Training half only, for each inner split in CAL_SPLITS: fit everything on the
-    quarter whose split-key bit `bit` equals `side`, score the other quarter, and find
+    """Training part only, for each inner split in CAL_SPLITS: fit everything on the
+    half of it whose split-key bit `bit` equals `side`, score the other half, and find
     the OOF FP rate whose threshold gives CAL_FP false positives on that inner held-out
-    quarter. Returns the mean of those rates."""
+    half. Returns the mean of those rates."""
     sub_parts = [parts[i] for i in tr]
     ys, fs, ks = y[tr], folds[tr], keys[tr]
     labels = [p[0] for p in sub_parts]
@@ -810,6 +814,10 @@ def main():
     ap.add_argument("--no-calibrate", action="store_true", help=f"threshold at {TARGET_FP:.1%} FP on OOF scores, no inner split")
     ap.add_argument("--all", action="store_true", help="ship a model trained on all data (corpus test no longer held out)")
     ap.add_argument("--vectors", type=int, default=400, help="how many domains go to the Rust parity vectors")
+    ap.add_argument("--heldout-quarter", type=int, default=3, choices=range(4),
+                    help="held out: split_hash(label) & 3 == this (the shipped model holds out 3)")
+    ap.add_argument("--eval-only", action="store_true", help="print the held-out numbers, write no model, vectors or dga_eval.json")
+    ap.add_argument("--dump", help="write 'label<TAB>score<TAB>above threshold<TAB>domain' of every held-out domain here")
     args = ap.parse_args()
     t0 = time.time()
 
@@ -820,7 +828,7 @@ def main():
     y = np.array([1] * len(dga) + [0] * len(ben))
     parts = [split_domain(d, exact, wild) for d in domains]
     keys = np.array([split_hash(p[0]) for p in parts], dtype=np.uint64)
-    held = (keys & np.uint64(1)) == 1
+    held = (keys & np.uint64(3)) == args.heldout_quarter
     folds = ((keys >> np.uint64(8)) % np.uint64(5)).astype(np.int64)
     tr, te = np.where(~held)[0], np.where(held)[0]
     print(f"corpus: {len(dga)} dga + {len(ben)} benign; train {len(tr)}, held-out {len(te)}")
@@ -856,7 +864,7 @@ def main():
     # ---- held-out evaluation: fit on train only
     q, s, c, wm, mm, gb, x_tr = train_pipeline(data, tr, y, folds, cx)
     print(f"fitted ({time.time() - t0:.0f}s)")
-    # threshold from out-of-fold tree scores on the training half only
+    # threshold from out-of-fold tree scores on the training part only
     oof_gb = oof_gb_scores(x_tr, y[tr], folds[tr])
     thr_raw = threshold_at(oof_gb[y[tr] == 0], oof_fp)
     threshold = float(1.0 / (1.0 + math.exp(-thr_raw)))
@@ -867,10 +875,10 @@ def main():
     ref = gb.predict_proba(np.column_stack([D[te], lr_te]))[:, 1]
     assert np.abs(ref - p_te).max() < 1e-5, np.abs(ref - p_te).max()  # leaves are stored as f32
     yt = y[te]
-    if os.environ.get("DGA_DUMP"):
-        with open(os.environ["DGA_DUMP"], "w") as fh:
+    if args.dump:
+        with open(args.dump, "w") as fh:
             for j, i in enumerate(te):
-                fh.write(f"{yt[j]}\t{p_te[j]:.6f}\t{domains[i].decode(errors='replace')}\n")
+                fh.write(f"{yt[j]}\t{p_te[j]:.6f}\t{int(p_te[j] > threshold)}\t{domains[i].decode(errors='replace')}\n")
     det, fpr = metrics(p_te, yt, threshold)
     auc = float(roc_auc_score(yt, p_te))
     thr1 = threshold_at(p_te[yt == 0], 0.01)
@@ -896,6 +904,9 @@ def main():
         if yt[j] == 1:
             by_tld[(parts[i][1].rsplit(b".", 1)[-1].decode(), bool(p_te[j] > threshold))] += 1
 
+    if args.eval_only:
+        print(f"done in {time.time() - t0:.0f}s (--eval-only: nothing written)")
+        return
     if args.all:
         q, s, c, wm, mm, gb, _ = train_pipeline(data, np.arange(len(domains)), y, folds, cx)
         model = Model(q, s, c, vocab, lex_base, wm, mm, gb, threshold)
@@ -917,16 +928,16 @@ def main():
             fh.write(d.hex().encode() + b"\t" + repr(model.score(fz, d)).encode() + b"\n")
 
     ev = {
-        "split": "held-out = splitmix64(fnv1a64(registrable label)) & 1 == 1",
+        "split": f"held-out = splitmix64(fnv1a64(registrable label)) & 3 == {args.heldout_quarter}",
         "n_train": int(len(tr)), "n_heldout_dga": int((yt == 1).sum()), "n_heldout_benign": int((yt == 0).sum()),
-        "threshold": threshold, "threshold_rule": (f"{oof_fp:.3%} FP on out-of-fold scores of the training half"
-                           + ("" if args.no_calibrate else f" (mean rate calibrated to {CAL_FP:.1%} FP on {len(CAL_SPLITS)} inner held-out quarters of the training half)")),
+        "threshold": threshold, "threshold_rule": (f"{oof_fp:.3%} FP on out-of-fold scores of the training part (three quarters)"
+                           + ("" if args.no_calibrate else f" (mean rate calibrated to {CAL_FP:.1%} FP on {len(CAL_SPLITS)} inner held-out halves of the training part)")),
         "detection": det, "false_positive_rate": fpr, "roc_auc": auc,
         "detection_at_1pct_fp_oracle": det1, "stage1_lr_auc": lr_auc,
         "breakdown": breakdown,
         "dga_detection_by_tld": {t: {"detected": by_tld[(t, True)], "n": by_tld[(t, True)] + by_tld[(t, False)]}
                                  for t in sorted({k[0] for k in by_tld}) if by_tld[(t, True)] + by_tld[(t, False)] >= 50},
-        "shipped_model": "all data" if args.all else "training half only",
+        "shipped_model": "all data" if args.all else "training part only (three quarters)",
         "model_bytes": size, "trees": len(model.trees), "vocabulary": len(vocab), "lr_buckets": 1 << LR_BITS,
         "segmentation_lexicon": len(lex_base), "features": len(FEATURE_NAMES),
     }
