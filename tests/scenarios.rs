@@ -39,6 +39,39 @@ struct Scenario {
     /// minutes) or what only the user can say (which devices are local-only).
     #[serde(default)]
     config: String,
+    /// Lab host every alert of an `expect` rule must name (device MAC or peer address).
+    #[serde(default)]
+    culprit: Option<String>,
+}
+
+/// An alert's device MAC and peer.
+type Blame = (Option<String>, Option<String>);
+
+/// `(device_mac, peer)` of every alert of `rule` in the database.
+fn alerts_of(db: &Path, rule: &str) -> Result<Vec<Blame>, String> {
+    let conn = duckdb::Connection::open(db).map_err(|e| format!("open {}: {e}", db.display()))?;
+    let mut st = conn
+        .prepare("SELECT device_mac, peer FROM alerts WHERE rule = ? ORDER BY ts")
+        .map_err(|e| e.to_string())?;
+    let rows = st
+        .query_map([rule], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
+/// (MAC, address) of a lab host, from the `hosts` map netlab.sh writes next to each
+/// capture (`<scenario>.json`).
+fn lab_host(pcap: &Path, host: &str) -> Result<(String, String), String> {
+    let meta = pcap.with_extension("json");
+    let text = std::fs::read_to_string(&meta).map_err(|e| format!("{}: {e}", meta.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", meta.display()))?;
+    let h = &v["hosts"][host];
+    match (h[0].as_str(), h[1].as_str()) {
+        (Some(mac), Some(ip)) => Ok((mac.to_ascii_lowercase(), ip.to_string())),
+        _ => Err(format!("{}: no host {host:?}", meta.display())),
+    }
 }
 
 /// One row of `SELECT rule, severity, count(*) FROM alerts GROUP BY ALL`.
@@ -414,11 +447,8 @@ fn scenario_captures_raise_their_alerts() {
             failures.push(format!("{what}: no capture {}", pcap.display()));
             continue;
         }
-        let seen = match analyze(
-            &pcap,
-            &dbs.path().join(format!("{}.duckdb", s.name)),
-            &s.config,
-        ) {
+        let db = dbs.path().join(format!("{}.duckdb", s.name));
+        let seen = match analyze(&pcap, &db, &s.config) {
             Ok(seen) => seen,
             Err(e) => {
                 failures.push(format!("{what}: {e}"));
@@ -447,6 +477,31 @@ fn scenario_captures_raise_their_alerts() {
                         describe(&seen),
                         pcap.display()
                     ));
+                }
+            }
+            if let Some(host) = &s.culprit {
+                let checked = lab_host(&pcap, host).and_then(|(mac, ip)| {
+                    let mut wrong = Vec::new();
+                    for r in &s.expect {
+                        for (dev, peer) in alerts_of(&db, r)? {
+                            let names = dev.as_deref().map(str::to_ascii_lowercase)
+                                == Some(mac.clone())
+                                || peer.as_deref() == Some(ip.as_str());
+                            if !names {
+                                wrong.push(format!("{r} (device {dev:?}, peer {peer:?})"));
+                            }
+                        }
+                    }
+                    Ok((mac, ip, wrong))
+                });
+                match checked {
+                    Ok((_, _, wrong)) if wrong.is_empty() => {}
+                    Ok((mac, ip, wrong)) => failures.push(format!(
+                        "{what}: alerts that do not name the culprit {host} ({mac}, {ip}): {} (capture {})",
+                        wrong.join("; "),
+                        pcap.display()
+                    )),
+                    Err(e) => failures.push(format!("{what}: culprit check: {e}")),
                 }
             }
         }

@@ -6,6 +6,11 @@ DESCRIPTION="second DHCP server (dnsmasq) on the attacker; a guest device sees t
 scenario() {
     local att
     att=$(ip_of attacker)
+    # The appliance watches the LAN before the attack, as it would at home: the laptop
+    # renews its lease from the router's DHCP server first (a fresh netguardian that
+    # sees two servers at once cannot know which is the home's; see the README).
+    nsx laptop busybox udhcpc -f -q -n -i eth0 -s "$STATE/noop.script" -t 3 -T 2 -r "$RES_laptop" \
+        >>"$STATE/log/scen-laptop-dhcp.log" 2>&1 || true
     bgjob attacker rogue-dnsmasq dnsmasq -k -C /dev/null --user=root --port=0 --interface=eth0 \
         --bind-interfaces --no-ping --dhcp-range="$LAN.200,$LAN.250,255.255.255.0,1h" \
         --dhcp-option=3,"$att" --dhcp-option=6,"$att" --dhcp-leasefile="$STATE/rogue.leases" \
