@@ -265,6 +265,7 @@ impl Rule for Cleartext {
                         ))
                         .device(device)
                         .peer(peer)
+                        .mitre("T1040")
                         .flows([m.flow_id])
                         .evidence(json!({"protocol": "tls", "version": vname, "negotiated": negotiated,
                                          "sni": t.sni, "server": server_ip.to_string()})),

@@ -696,6 +696,37 @@ impl DetectConfig {
                 )));
             }
         }
+        // A count threshold of 0 would alert on the first packet of anything.
+        for (name, v) in [
+            (
+                "detect.port_scan.min_ports",
+                self.port_scan.min_ports as u64,
+            ),
+            (
+                "detect.host_scan.min_hosts",
+                self.host_scan.min_hosts as u64,
+            ),
+            ("detect.flood.min_flows", self.flood.min_flows),
+            (
+                "detect.brute_force.min_sessions",
+                self.brute_force.min_sessions as u64,
+            ),
+            ("detect.dga.min_domains", self.dga.min_domains as u64),
+            (
+                "detect.nxdomain_burst.min_names",
+                self.nxdomain_burst.min_names as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!("{name} must be at least 1")));
+            }
+        }
+        if self.beaconing.max_interval_secs < self.beaconing.min_interval_secs {
+            return Err(ConfigError(format!(
+                "detect.beaconing.max_interval_secs ({}) is below detect.beaconing.min_interval_secs ({})",
+                self.beaconing.max_interval_secs, self.beaconing.min_interval_secs
+            )));
+        }
         if self.max_tracked < 100 {
             return Err(ConfigError(format!(
                 "detect.max_tracked must be at least 100, got {}",
@@ -759,6 +790,23 @@ mod tests {
                 .to_string()
                 .contains("port_scan.window_secs")
         );
+    }
+
+    #[test]
+    fn zero_counts_and_inverted_beacon_intervals_are_refused() {
+        let mut c = DetectConfig::default();
+        c.brute_force.min_sessions = 0;
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "detect.brute_force.min_sessions must be at least 1"
+        );
+        let mut c = DetectConfig::default();
+        c.beaconing.min_interval_secs = 600;
+        c.beaconing.max_interval_secs = 60;
+        let e = c.validate().unwrap_err().0;
+        assert!(e.contains("detect.beaconing.max_interval_secs (60)"), "{e}");
+        c.beaconing.max_interval_secs = 600;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! stored alert: then the alert becomes `active` again with the higher severity (a
 //! critical "password guessed" must not hide behind a dismissed brute-force alert).
 //! A repeat of a resolved alert, or any repeat after the window, opens a new `active`
-//! alert. Any state may be set from any other.
+//! alert. By hand (API, [`AlertState::reachable_from`]): acknowledge an active alert,
+//! dismiss anything not dismissed, resolve an open one, reopen a closed or
+//! acknowledged one.
 //!
 //! **`new_device`** is once per device: a second one for the same MAC is never opened,
 //! whatever the window or state.
