@@ -42,6 +42,22 @@ def read_dump(path):
     return out
 
 
+def pool(done):
+    """{quarter: [(label, flagged)]} -> per-quarter rows and the pooled rates."""
+    rows = []
+    for q in sorted(done):
+        d = done[q]
+        nd = sum(1 for y, _ in d if y == 1)
+        nb = len(d) - nd
+        hd = sum(h for y, h in d if y == 1)
+        hb = sum(h for y, h in d if y == 0)
+        rows.append({"quarter": q, "dga": nd, "detected": hd, "benign": nb, "false_positives": hb,
+                     "detection": hd / nd, "false_positive_rate": hb / nb})
+    nd, hd = sum(r["dga"] for r in rows), sum(r["detected"] for r in rows)
+    nb, hb = sum(r["benign"] for r in rows), sum(r["false_positives"] for r in rows)
+    return rows, hd / nd, hb / nb, nd, hd, nb, hb
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus", "dga"))
@@ -51,7 +67,6 @@ def main():
     if not os.path.exists(os.path.join(args.corpus, "test_dga.csv")):
         sys.exit(f"cv.py: corpus {args.corpus} has no test_dga.csv")
 
-    rows = []
     with tempfile.TemporaryDirectory(prefix="dga-cv-") as tmp:
         pending = list(range(4))
         running = []
@@ -67,18 +82,7 @@ def main():
             done[q] = read_dump(dump)
             print(f"quarter {q}: " + [ln for ln in open(log) if ln.startswith("held-out: detection")][0].strip(),
                   flush=True)
-        for q in range(4):
-            d = done[q]
-            nd = sum(1 for y, _ in d if y == 1)
-            nb = len(d) - nd
-            hd = sum(h for y, h in d if y == 1)
-            hb = sum(h for y, h in d if y == 0)
-            rows.append({"quarter": q, "dga": nd, "detected": hd, "benign": nb, "false_positives": hb,
-                         "detection": hd / nd, "false_positive_rate": hb / nb})
-
-    nd, hd = sum(r["dga"] for r in rows), sum(r["detected"] for r in rows)
-    nb, hb = sum(r["benign"] for r in rows), sum(r["false_positives"] for r in rows)
-    det, fp = hd / nd, hb / nb
+    rows, det, fp, nd, hd, nb, hb = pool(done)
     # normal-approximation 95 % intervals of the pooled proportions
     ci = lambda p, n: 1.96 * math.sqrt(p * (1 - p) / n)  # noqa: E731
     for r in rows:
