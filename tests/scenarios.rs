@@ -69,7 +69,7 @@ fn lab_host(pcap: &Path, host: &str) -> Result<(String, String), String> {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", meta.display()))?;
     let h = &v["hosts"][host];
     match (h[0].as_str(), h[1].as_str()) {
-        (Some(mac), Some(ip)) => Ok((mac.to_ascii_lowercase(), ip.to_string())),
+        (Some(mac), Some(ip)) => Ok((mac.to_string(), ip.to_string())),
         _ => Err(format!("{}: no host {host:?}", meta.display())),
     }
 }
@@ -484,9 +484,9 @@ fn scenario_captures_raise_their_alerts() {
                     let mut wrong = Vec::new();
                     for r in &s.expect {
                         for (dev, peer) in alerts_of(&db, r)? {
-                            let names = dev.as_deref().map(str::to_ascii_lowercase)
-                                == Some(mac.clone())
-                                || peer.as_deref() == Some(ip.as_str());
+                            let names =
+                                dev.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(&mac))
+                                    || peer.as_deref() == Some(ip.as_str());
                             if !names {
                                 wrong.push(format!("{r} (device {dev:?}, peer {peer:?})"));
                             }
